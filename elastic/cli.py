@@ -1,0 +1,213 @@
+"""`python -m elastic COMMAND ...`: a thin command line over the package.
+
+Each command is a pair of functions, `add_<name>(parser)` and `run_<name>(args)`,
+listed in COMMANDS. User errors (ElasticError) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import torch
+
+from elastic.errors import ElasticError
+
+
+# ---- shared options ---------------------------------------------------------------
+
+def add_model_args(p: argparse.ArgumentParser, *, arch: str | None = "resnet20") -> None:
+    from elastic.data import DATASETS
+    from elastic.models import ARCHS
+    p.add_argument("--arch", default=arch, required=arch is None, choices=ARCHS.names(),
+                   help="architecture (default: %(default)s)")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS.names(),
+                   help="dataset; sets the class count and input size (default: %(default)s)")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset archive or torchvision files "
+                        "(default: $ELASTIC_DATA, else ./data and ../shared/data)")
+    p.add_argument("--data", default="auto", choices=["auto", "archive", "torchvision", "synthetic"],
+                   help="where images come from (default: %(default)s)")
+    p.add_argument("--download", action="store_true", help="download with torchvision if not found")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: %(default)s)")
+
+
+def add_recipe_args(p: argparse.ArgumentParser, epochs: int = 60) -> None:
+    p.add_argument("--epochs", type=int, default=epochs, help="training epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.2, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
+    p.add_argument("--train-subset", type=int, default=0,
+                   help="train on a fixed subset of this many images (0: all)")
+    p.add_argument("--out", default=None,
+                   help="results CSV to append the row to (default: cached_results/<dataset>.csv)")
+    p.add_argument("--label", default="", help="a note stored with the row, e.g. 'short CPU schedule'")
+
+
+def recipe_from(args: argparse.Namespace):
+    from elastic.train import Recipe
+    return Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                  weight_decay=args.weight_decay, train_subset=args.train_subset)
+
+
+def positive_fraction(text: str) -> float:
+    """argparse type for a target in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]: give the fraction to keep, e.g. 0.5")
+    return value
+
+
+def load_data(args: argparse.Namespace):
+    from elastic.data import load_dataset
+    return load_dataset(args.dataset, args.data_dir, source=args.data, download=args.download, seed=args.seed)
+
+
+def check_arch_fits(arch: str, dataset: str) -> None:
+    from elastic.data import DATASETS
+    from elastic.models import ARCHS
+    if ARCHS.get(arch).family != DATASETS.get(dataset).family:
+        raise ElasticError(f"{arch} is built for {ARCHS.get(arch).family} images; "
+                           f"{dataset} needs one of the {DATASETS.get(dataset).family} architectures")
+
+
+def progress_bar(desc: str) -> Callable:
+    """A tqdm bar driven by the training engine's Progress callback."""
+    from tqdm import tqdm
+    bar = None
+
+    def update(p) -> None:
+        nonlocal bar
+        if bar is None or bar.total != p.steps:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=p.steps, desc=desc, leave=False, file=sys.stderr)
+        if p.val_acc is None:
+            bar.n = p.step
+            bar.set_postfix(epoch=f"{p.epoch}/{p.epochs}", loss=f"{p.loss:.3f}", refresh=False)
+            bar.refresh()
+        else:
+            bar.write(f"{desc} epoch {p.epoch}/{p.epochs}: loss {p.loss:.3f}, val acc {p.val_acc:.2f}%")
+            bar.reset()
+    return update
+
+
+def results_path(args: argparse.Namespace):
+    from elastic.results import RESULTS_DIR
+    from pathlib import Path
+    return Path(args.out) if args.out else RESULTS_DIR / f"{args.dataset}.csv"
+
+
+# ---- profile ----------------------------------------------------------------------
+
+def add_profile(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--checkpoint", default=None, help="profile the (pruned) model saved in this checkpoint")
+
+
+def run_profile(args: argparse.Namespace) -> None:
+    from elastic.data import DATASETS
+    from elastic.models import build_model
+    from elastic.profile import format_table, profile_model
+    from elastic.runs import load_model
+    spec = DATASETS.get(args.dataset)
+    check_arch_fits(args.arch, args.dataset)
+    if args.checkpoint:
+        model, _ = load_model(args.checkpoint, arch=args.arch, num_classes=spec.num_classes)
+    else:
+        model = build_model(args.arch, spec.num_classes)
+    prof = profile_model(model, (3, spec.input_size, spec.input_size))
+    print(f"{args.arch} on {args.dataset} (input 3x{spec.input_size}x{spec.input_size}, batch 1)")
+    print(format_table(prof))
+
+
+# ---- train ------------------------------------------------------------------------
+
+def add_train(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    add_data_args(p)
+    add_recipe_args(p)
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint file, resumed from if it exists (default: in the cache folder)")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from elastic.models import build_model
+    from elastic.results import append_row
+    from elastic.runs import checkpoint_path, result_row, save_model
+    from elastic.train import pick_device, train
+    check_arch_fits(args.arch, args.dataset)
+    data = load_data(args)
+    device = pick_device(args.device)
+    recipe = recipe_from(args)
+    run_id = f"{args.dataset}/{args.arch}/baseline/e{args.epochs}/s{args.seed}"
+    if args.data == "synthetic":
+        run_id += "/synthetic"
+    torch.manual_seed(args.seed)
+    model = build_model(args.arch, data.num_classes)
+    final = checkpoint_path(run_id)
+    resume = args.checkpoint or final.with_suffix(".resume.pt")
+    result = train(model, data.train, data.spec, recipe, device=device, seed=args.seed,
+                   val_set=data.val, on_progress=progress_bar(f"train {args.arch}"), checkpoint=resume)
+    save_model(final, model, args.arch, data.num_classes, args.dataset, recipe=recipe.to_dict(), seed=args.seed)
+    row = result_row(model, args.arch, data, run_id=run_id, method="baseline", device=device,
+                     seed=args.seed, epochs=args.epochs, seconds=result.seconds,
+                     recipe=recipe.to_dict(), label=args.label)
+    append_row(results_path(args), row)
+    print(f"{run_id}: test {row['test_acc']:.2f}%, val {row['val_acc']:.2f}%, "
+          f"{row['macs'] / 1e6:.1f} M MACs, {row['params'] / 1e3:.1f} K params, "
+          f"{result.seconds / 60:.1f} min. Checkpoint: {final}")
+
+
+# ---- evaluate ---------------------------------------------------------------------
+
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a checkpoint written by train / prune")
+    p.add_argument("--dataset", default="cifar10", help="(default: %(default)s)")
+    add_data_args(p)
+    p.add_argument("--split", default="test", choices=["test", "val", "train"], help="(default: %(default)s)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate a fixed subset of this many images")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from elastic.runs import load_model
+    from elastic.train import evaluate, pick_device
+    data = load_data(args)
+    device = pick_device(args.device)
+    model, state = load_model(args.checkpoint, num_classes=data.num_classes, device=device)
+    subset = getattr(data, args.split)
+    if args.limit:
+        subset = subset.head(args.limit)
+    acc = evaluate(model, subset, data.spec, device=device)
+    print(f"{state['arch']} on {args.dataset} {args.split} ({len(subset)} images): {acc:.2f}%")
+
+
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
+    "profile": (add_profile, run_profile, "per-layer parameters, MACs and memory of a model"),
+    "train": (add_train, run_train, "train a baseline and record it in the results"),
+    "evaluate": (add_evaluate, run_evaluate, "accuracy of a checkpoint on a split"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m elastic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add, _, help_text) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command][1](args)
+    except ElasticError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished rows and checkpoints are kept", file=sys.stderr)
+        return 130
+    return 0

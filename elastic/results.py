@@ -1,0 +1,215 @@
+"""The results schema and the only reads and writes of result tables.
+
+A results table is a CSV file, one row per evaluated configuration (a trained
+baseline, a pruned network, one step of block pruning, one level of an elastic
+model). Every number in it was measured by the run the row describes; the row
+carries the command, seed, epochs, device, commit and date of that run.
+
+Rows are appended with a write-then-rename under a lock, so a killed run never
+leaves a half-written file and concurrent workers never lose each other's rows.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import platform
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from elastic.errors import BadResults
+
+SCHEMA_VERSION = 1
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "cached_results"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str          # "str", "int", "float", "json"
+    required: bool     # must be present and non-empty in every row
+    doc: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("run_id", "str", True, "unique key of the configuration; a sweep skips ids already present"),
+    Column("dataset", "str", True, "cifar10, cifar100 or imagenette"),
+    Column("arch", "str", True, "registered architecture name"),
+    Column("method", "str", True, "baseline, uniform, complexity, block, block-l1, block-random, elastic, elastic-joint"),
+    Column("mode", "str", False, "PA / FA / MA for complexity pruning, else empty"),
+    Column("target", "float", False, "the budget asked for, as a fraction kept of the mode's metric"),
+    Column("level", "str", False, "step number (block pruning) or level (elastic), else empty"),
+    Column("test_acc", "float", True, "top-1 accuracy on the test split, percent"),
+    Column("val_acc", "float", False, "top-1 accuracy on the validation split, percent"),
+    Column("acc_before_ft", "float", False, "validation accuracy before fine-tuning, where there is one"),
+    Column("params", "int", True, "parameters"),
+    Column("macs", "int", True, "multiply-accumulates for one image (FLOPs = 2 x MACs)"),
+    Column("weight_bytes", "int", True, "parameter bytes at fp32"),
+    Column("peak_act_bytes", "int", True, "peak bytes of live activations in one forward pass, fp32, batch 1"),
+    Column("peak_mem_fp32", "int", True, "weights + peak activations at fp32"),
+    Column("peak_mem_int8", "int", True, "weights + peak activations at int8"),
+    Column("latency_ms", "float", False, "median CPU latency at batch 1, milliseconds"),
+    Column("latency_host", "str", False, "the machine the latency was measured on"),
+    Column("config", "json", True, "architecture config (elastic.models.arch_config) to rebuild the model"),
+    Column("recipe", "json", False, "training recipe (elastic.train.Recipe) and method options"),
+    Column("epochs", "int", True, "training epochs of this row's network (baseline or fine-tuning)"),
+    Column("seed", "int", True, "random seed"),
+    Column("device", "str", True, "device the training ran on"),
+    Column("commit", "str", True, "git commit of the code that made the row"),
+    Column("date", "str", True, "UTC date and time the row was written"),
+    Column("seconds", "float", True, "wall-clock seconds of the run"),
+    Column("command", "str", True, "the command that reproduces the row"),
+    Column("label", "str", False, "a note for readers, e.g. 'short CPU schedule'"),
+    Column("data_source", "str", False, "where the images came from (archive, torchvision, synthetic)"),
+)
+COLUMN_NAMES = [c.name for c in COLUMNS]
+
+
+def provenance() -> dict[str, str]:
+    """Commit and date for a new row."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"commit": commit or "unknown",
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def host_name() -> str:
+    """A short description of this machine's CPU, for latency rows."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def validate_row(row: dict[str, Any], where: str = "row") -> dict[str, Any]:
+    """Check one row against the schema; returns it with values coerced to their
+    kinds. Raises BadResults naming `where` and the column."""
+    unknown = set(row) - set(COLUMN_NAMES)
+    if unknown:
+        raise BadResults(f"{where}: unknown column(s) {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for col in COLUMNS:
+        value = row.get(col.name)
+        empty = value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+        if empty:
+            if col.required:
+                raise BadResults(f"{where}: column {col.name!r} is missing ({col.doc})")
+            out[col.name] = "" if col.kind in ("str", "json") else None
+            continue
+        try:
+            if col.kind == "int":
+                as_float = float(value)
+                if not as_float.is_integer():
+                    raise ValueError("not a whole number")
+                out[col.name] = int(as_float)
+            elif col.kind == "float":
+                out[col.name] = float(value)
+                if not math.isfinite(out[col.name]):
+                    raise ValueError("not finite")
+            elif col.kind == "json":
+                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                json.loads(text)
+                out[col.name] = text
+            else:
+                out[col.name] = str(value)
+        except (TypeError, ValueError) as err:
+            raise BadResults(f"{where}: column {col.name!r} has {value!r}, expected {col.kind} ({err})") from None
+    for name in ("test_acc", "val_acc", "acc_before_ft"):
+        if out[name] is not None and not 0 <= out[name] <= 100:
+            raise BadResults(f"{where}: {name} = {out[name]} is not a percentage")
+    return out
+
+
+def read_results(path: Path | str) -> pd.DataFrame:
+    """Load and validate one results file. Raises BadResults naming the file and
+    the first bad row (rows are numbered as lines of the file)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise BadResults(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise BadResults(f"{path}: not a readable CSV results file ({str(err).splitlines()[0]})") from None
+    missing = [c.name for c in COLUMNS if c.required and c.name not in frame.columns]
+    if missing:
+        raise BadResults(f"{path}: missing column(s) {missing}; is this a results file?")
+    rows = [validate_row(r, f"{path}, line {i + 2}") for i, r in enumerate(frame.to_dict("records"))]
+    duplicated = pd.Series([r["run_id"] for r in rows]).duplicated()
+    if duplicated.any():
+        raise BadResults(f"{path}: run_id {rows[int(duplicated.idxmax())]['run_id']!r} appears twice")
+    return _frame(rows)
+
+
+def load_all(folder: Path | str = RESULTS_DIR) -> tuple[pd.DataFrame, list[str]]:
+    """Every results file in `folder`, concatenated, and a message for each file
+    that could not be read (those are skipped, the rest still load)."""
+    frames, problems = [], []
+    for path in sorted(Path(folder).glob("*.csv")):
+        try:
+            frames.append(read_results(path))
+        except BadResults as err:
+            problems.append(str(err))
+    if not frames:
+        return _frame([]), problems
+    frame = pd.concat(frames, ignore_index=True).drop_duplicates("run_id", keep="last")
+    return frame.reset_index(drop=True), problems
+
+
+def append_row(path: Path | str, row: dict[str, Any]) -> None:
+    """Add one validated row (replacing a row with the same run_id) atomically."""
+    path = Path(path)
+    clean = validate_row(row, f"new row for {path}")
+    with _locked(path):
+        rows = read_results(path).to_dict("records") if path.is_file() else []
+        rows = [r for r in rows if r["run_id"] != clean["run_id"]] + [clean]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        _frame(rows).to_csv(tmp, index=False)
+        os.replace(tmp, path)
+
+
+def done_ids(path: Path | str) -> set[str]:
+    path = Path(path)
+    return set(read_results(path)["run_id"]) if path.is_file() else set()
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMN_NAMES)
+    for col in COLUMNS:
+        if col.kind == "int":
+            frame[col.name] = frame[col.name].astype("Int64")
+        elif col.kind == "float":
+            frame[col.name] = frame[col.name].astype("Float64")
+    return frame
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def schema_markdown() -> str:
+    """The schema as a Markdown table, for cached_results/README.md."""
+    lines = ["| column | type | required | meaning |", "|---|---|---|---|"]
+    lines += [f"| {c.name} | {c.kind} | {'yes' if c.required else 'no'} | {c.doc} |" for c in COLUMNS]
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""Glue between the pure core and the outside world: turn a trained model into a
+results row (measured complexity, accuracy, provenance), and save or load the
+checkpoint that goes with it. The CLI, the methods' drivers and the sweep use it."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from elastic.data import DataSplits, cache_dir
+from elastic.errors import BadCheckpoint
+from elastic.models import ARCHS, arch_config, build_model
+from elastic.profile import profile_model
+from elastic.train import evaluate, load_checkpoint, save_checkpoint
+
+
+def complexity_columns(model: nn.Module, input_size: int) -> dict[str, int]:
+    """The schema's complexity columns, measured on the live model."""
+    prof = profile_model(model, (3, input_size, input_size))
+    return {"params": prof.params, "macs": prof.macs, "weight_bytes": prof.weight_bytes,
+            "peak_act_bytes": prof.peak_activation_bytes,
+            "peak_mem_fp32": prof.peak_memory_bytes(4), "peak_mem_int8": prof.peak_memory_int8()}
+
+
+def command_line() -> str:
+    """The command that started this process, for the row's provenance."""
+    return "python -m elastic " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def result_row(model: nn.Module, arch: str, data: DataSplits, *, run_id: str, method: str,
+               device: torch.device | str, seed: int, epochs: int, seconds: float,
+               recipe: dict[str, Any] | None = None, command: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """A complete results row for `model`: test and validation accuracy measured
+    now, complexity profiled now, provenance from git and the clock."""
+    from elastic.results import provenance
+
+    row = {
+        "run_id": run_id, "dataset": data.spec.name, "arch": arch, "method": method,
+        "test_acc": evaluate(model, data.test, data.spec, device=device),
+        "val_acc": evaluate(model, data.val, data.spec, device=device),
+        **complexity_columns(model, data.spec.input_size),
+        "config": arch_config(model, arch, data.num_classes), "recipe": recipe or {},
+        "epochs": epochs, "seed": seed, "device": str(torch.device(device)),
+        "seconds": round(seconds, 1), "command": command or command_line(),
+        "data_source": data.source, **provenance(),
+    }
+    row.update(extra)
+    return row
+
+
+def checkpoint_path(run_id: str) -> Path:
+    return cache_dir() / "checkpoints" / (run_id.replace("/", "__") + ".pt")
+
+
+def save_model(path: Path | str, model: nn.Module, arch: str, num_classes: int,
+               dataset: str, **meta: Any) -> None:
+    """A checkpoint that says what it is: architecture, config and class count
+    travel with the weights, so loading can check them."""
+    save_checkpoint(path, {"arch": arch, "num_classes": num_classes, "dataset": dataset,
+                           "config": arch_config(model, arch, num_classes),
+                           "model": model.state_dict(), **meta})
+
+
+def load_model(path: Path | str, *, arch: str | None = None, num_classes: int | None = None,
+               device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a `save_model` checkpoint describes. If arch or
+    num_classes are given they must match the checkpoint's."""
+    state = load_checkpoint(path, device)
+    if "model" not in state or "arch" not in state:
+        raise BadCheckpoint(f"{path} is not an Elastic model checkpoint (no 'arch' and 'model' entries)")
+    if state["arch"] not in ARCHS:
+        raise BadCheckpoint(f"{path} is for architecture {state['arch']!r}, which is not supported")
+    if arch is not None and state["arch"] != arch:
+        raise BadCheckpoint(f"{path} holds a {state['arch']} model, expected {arch}")
+    if num_classes is not None and int(state["num_classes"]) != num_classes:
+        raise BadCheckpoint(f"{path} was trained for {state['num_classes']} classes, expected {num_classes}")
+    model = build_model(state["arch"], int(state["num_classes"]), state.get("config"))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise BadCheckpoint(f"{path}: weights do not fit a {state['arch']} model ({first})") from None
+    return model.to(device), state
+
+
+def arch_for(dataset_family: str) -> list[str]:
+    """Architectures that take this dataset's image size."""
+    return [name for name in ARCHS if ARCHS.get(name).family == dataset_family]

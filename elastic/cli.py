@@ -189,10 +189,72 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"{state['arch']} on {args.dataset} {args.split} ({len(subset)} images): {acc:.2f}%")
 
 
+# ---- method and deployment commands: options and drivers live with their modules ----
+
+def add_prune(p: argparse.ArgumentParser) -> None:
+    from elastic.methods import blocks, complexity
+    p.add_argument("--method", required=True,
+                   choices=["complexity", "uniform", "block", "block-l1", "block-random"],
+                   help="complexity: PA/FA/MA filter pruning; uniform: every layer thinned alike; "
+                        "block: residual blocks by measured accuracy; block-l1 / block-random: proxy orders")
+    p.add_argument("--target", type=positive_fraction, default=0.5,
+                   help="fraction of the budget metric to keep, in (0, 1] (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="show the pruned architecture, do not train")
+    add_model_args(p)
+    add_data_args(p)
+    add_recipe_args(p)
+    complexity.add_options(p)
+    blocks.add_options(p)
+
+
+def run_prune(args: argparse.Namespace) -> None:
+    from elastic.methods import blocks, complexity
+    check_arch_fits(args.arch, args.dataset)
+    (complexity if args.method in ("complexity", "uniform") else blocks).run_cli(args)
+
+
+def add_grow(p: argparse.ArgumentParser) -> None:
+    from elastic.methods import grow
+    add_model_args(p)
+    add_data_args(p)
+    add_recipe_args(p, epochs=10)
+    grow.add_options(p)
+
+
+def run_grow(args: argparse.Namespace) -> None:
+    from elastic.methods import grow
+    check_arch_fits(args.arch, args.dataset)
+    grow.run_cli(args)
+
+
+def add_bench(p: argparse.ArgumentParser) -> None:
+    from elastic import deploy
+    deploy.add_bench_options(p)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from elastic import deploy
+    deploy.run_bench_cli(args)
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    from elastic import deploy
+    deploy.add_export_options(p)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from elastic import deploy
+    deploy.run_export_cli(args)
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "profile": (add_profile, run_profile, "per-layer parameters, MACs and memory of a model"),
     "train": (add_train, run_train, "train a baseline and record it in the results"),
     "evaluate": (add_evaluate, run_evaluate, "accuracy of a checkpoint on a split"),
+    "prune": (add_prune, run_prune, "complexity-driven filter pruning or block pruning"),
+    "grow": (add_grow, run_grow, "elastic prune-and-grow: one model with nested widths"),
+    "bench": (add_bench, run_bench, "measure inference latency"),
+    "export": (add_export, run_export, "export a model to ONNX and TorchScript"),
 }
 
 

@@ -58,6 +58,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("latency_ms", "float", False, "median CPU latency at batch 1, milliseconds"),
     Column("latency_host", "str", False, "the machine the latency was measured on"),
     Column("config", "json", True, "architecture config (elastic.models.arch_config) to rebuild the model"),
+    Column("details", "json", False, "method-specific record, e.g. removed blocks and every candidate's measured accuracy"),
     Column("recipe", "json", False, "training recipe (elastic.train.Recipe) and method options"),
     Column("epochs", "int", True, "training epochs of this row's network (baseline or fine-tuning)"),
     Column("seed", "int", True, "random seed"),

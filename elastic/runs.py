@@ -91,3 +91,21 @@ def load_model(path: Path | str, *, arch: str | None = None, num_classes: int | 
 def arch_for(dataset_family: str) -> list[str]:
     """Architectures that take this dataset's image size."""
     return [name for name in ARCHS if ARCHS.get(name).family == dataset_family]
+
+
+def find_baseline(dataset: str, arch: str, results_dir: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint and row of the trained baseline for (dataset, arch): the one
+    with the most epochs whose checkpoint is on disk. Methods that start from a
+    trained network (block pruning, prune-and-grow, fine-tuning) use it."""
+    from elastic.errors import ElasticError
+    from elastic.results import RESULTS_DIR, load_all
+
+    frame, _ = load_all(results_dir or RESULTS_DIR)
+    rows = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch) & (frame["method"] == "baseline")]
+    for row in rows.sort_values(["epochs", "date"], ascending=False).to_dict("records"):
+        path = checkpoint_path(row["run_id"])
+        if path.is_file():
+            return path, row
+    raise ElasticError(f"no trained {arch} baseline on {dataset} with its checkpoint in {cache_dir()}. "
+                       f"Train one first: python -m elastic train --arch {arch} --dataset {dataset}, "
+                       f"or pass --baseline PATH")

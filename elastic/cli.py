@@ -247,6 +247,63 @@ def run_export(args: argparse.Namespace) -> None:
     deploy.run_export_cli(args)
 
 
+# ---- sweep ------------------------------------------------------------------------
+
+def add_sweep(p: argparse.ArgumentParser) -> None:
+    from elastic.sweep import GRIDS
+    p.add_argument("--grid", required=True, choices=GRIDS.names(), help="which grid of configurations")
+    p.add_argument("--out", default=None,
+                   help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder)")
+    p.add_argument("--epochs", type=int, default=None, help="override the grid's training epochs")
+    p.add_argument("--archs", nargs="*", default=[], help="only these architectures")
+    p.add_argument("--methods", nargs="*", default=[], help="only these methods (baseline, complexity, ...)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="jobs at once (default: 4 on a GPU, to keep it busy; 1 on a CPU)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the jobs on a Ray cluster: 'auto', an address, or 'local' to start one here")
+    p.add_argument("--device", default=None, help="passed to every job (cpu, cuda)")
+    p.add_argument("--list", action="store_true", help="print the jobs and whether they are done, run nothing")
+
+
+def run_sweep(args: argparse.Namespace) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from elastic.results import RESULTS_DIR
+    from elastic.sweep import GRIDS, GridOptions, finished, run_sweep as sweep
+    if args.out:
+        out = Path(args.out)
+    elif args.grid == "smoke":
+        out = Path(tempfile.mkdtemp(prefix="elastic-smoke-")) / "smoke.csv"
+    else:
+        out = RESULTS_DIR / f"{args.grid}.csv"
+    extra = ("--device", args.device) if args.device else ()
+    opts = GridOptions(out, args.epochs, tuple(args.archs), tuple(args.methods), extra)
+    jobs = GRIDS.get(args.grid).make(opts)
+    done = finished(out)
+    if args.list:
+        for job in jobs:
+            print(f"{'done' if job.key in done else 'todo'}  {job.command}")
+        return
+    workers = args.workers or (4 if torch.cuda.is_available() else 1)
+    from tqdm import tqdm
+    bar = tqdm(total=len(jobs), initial=len([j for j in jobs if j.key in done]), desc=f"sweep {args.grid}",
+               file=sys.stderr)
+
+    def on_event(kind, job, report) -> None:
+        if kind != "start":
+            bar.update(1)
+        if kind == "failed":
+            bar.write(f"FAILED {job.key}:\n{report.failed[job.key]}")
+    report = sweep(jobs, out, workers=workers, ray_address=args.ray, on_event=on_event)
+    bar.close()
+    print(f"{len(report.ran)} ran, {len(report.skipped)} already done, {len(report.failed)} failed "
+          f"in {report.seconds / 60:.1f} min; results in {out}")
+    if report.failed:
+        raise ElasticError(f"{len(report.failed)} job(s) failed: {', '.join(report.failed)}; "
+                           f"run the same command again to retry them")
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "profile": (add_profile, run_profile, "per-layer parameters, MACs and memory of a model"),
     "train": (add_train, run_train, "train a baseline and record it in the results"),
@@ -255,6 +312,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "grow": (add_grow, run_grow, "elastic prune-and-grow: one model with nested widths"),
     "bench": (add_bench, run_bench, "measure inference latency"),
     "export": (add_export, run_export, "export a model to ONNX and TorchScript"),
+    "sweep": (add_sweep, run_sweep, "run a grid of configurations, resumably"),
 }
 
 

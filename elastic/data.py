@@ -14,6 +14,7 @@ test split (Imagenette's official val split) is for reported accuracy only.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tarfile
@@ -208,8 +209,6 @@ def _cached(source: Path, read) -> tuple[ImageSet, ImageSet, list[str]]:
 
 def _read_archive(spec: DatasetSpec, path: Path) -> tuple[ImageSet, ImageSet, list[str]]:
     """Decode `<root>/{train,<test>}/<class>/<file>.jpg` from a .tar.gz archive."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     files: dict[str, list[tuple[str, str, bytes]]] = {"train": [], spec.test_split: []}
     try:
         with tarfile.open(path, "r:gz") as tar:
@@ -233,14 +232,26 @@ def _read_archive(spec: DatasetSpec, path: Path) -> tuple[ImageSet, ImageSet, li
         images = torch.empty(len(entries), 3, spec.input_size, spec.input_size, dtype=torch.uint8)
         for i, (_, name, data) in enumerate(entries):
             try:
-                image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                                    mode=ImageReadMode.RGB)
-            except RuntimeError as err:
-                raise DataNotFound(f"{path}: {name} is not a decodable JPEG ({err})") from err
+                image = decode_image(data)
+            except ElasticError as err:
+                raise DataNotFound(f"{path}: {name} {err}") from None
             images[i] = _fit(image, spec.input_size)
         labels = torch.tensor([index[c] for c, _, _ in entries], dtype=torch.long)
         sets.append(ImageSet(images, labels))
     return sets[0], sets[1], classes
+
+
+def decode_image(data: bytes) -> Tensor:
+    """JPEG / PNG bytes -> uint8 (3, H, W) RGB, with Pillow (torchvision's own
+    decoders are deprecated from 0.29)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            array = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ElasticError(f"is not a readable image ({err})") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def _fit(image: Tensor, size: int) -> Tensor:
@@ -282,13 +293,15 @@ def _read_torchvision(spec: DatasetSpec, root: Path, download: bool):
 
 
 def _decode_folder_sets(spec: DatasetSpec, *datasets) -> tuple[ImageSet, ImageSet, list[str]]:
-    from torchvision.io import ImageReadMode, decode_image
-
     sets = []
     for ds in datasets:
         images = torch.empty(len(ds._samples), 3, spec.input_size, spec.input_size, dtype=torch.uint8)
         for i, (file, _) in enumerate(ds._samples):
-            images[i] = _fit(decode_image(str(file), mode=ImageReadMode.RGB), spec.input_size)
+            try:
+                image = decode_image(Path(file).read_bytes())
+            except ElasticError as err:
+                raise DataNotFound(f"{file} {err}") from None
+            images[i] = _fit(image, spec.input_size)
         sets.append(ImageSet(images, torch.tensor([label for _, label in ds._samples])))
     return sets[0], sets[1], [names[0] for names in datasets[0].classes]
 
@@ -296,12 +309,10 @@ def _decode_folder_sets(spec: DatasetSpec, *datasets) -> tuple[ImageSet, ImageSe
 def read_image_bytes(data: bytes, size: int) -> Tensor:
     """A user's image file as a uint8 (3, size, size) tensor; clear error if it is
     not an image."""
-    from torchvision.io import ImageReadMode, decode_image
-
     try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as err:
-        raise ElasticError(f"the file is not a readable image ({err})") from err
+        image = decode_image(data)
+    except ElasticError as err:
+        raise ElasticError(f"the file {err}") from None
     return _fit(image, size)
 
 

@@ -1,17 +1,650 @@
-"""Placeholder until deployment lands (being written now)."""
+"""Deployment: measured latency, verified ONNX / TorchScript export, int8.
+
+MACs are not speed: `measure_latency` times the real forward pass, and
+`speedup_efficiency` says how much of a MAC cut turned into a speed-up. The
+export functions hand over files that were run and compared with PyTorch
+before they are returned.
+
+Every function here works on a private copy of the model in eval mode on the
+CPU (latency: on `device`), so models shared between app sessions are never
+changed, not even their train/eval flag.
+
+ONNX exporter. torch >= 2.9 defaults to the torch.export-based ("dynamo")
+exporter, which needs the `onnxscript` package and emits opset >= 18 (weights in
+a side file unless told otherwise). The TorchScript-based exporter
+(`dynamo=False`) is deprecated but present and working in torch 2.11 to 2.14,
+needs no extra package, writes one self-contained file at opset 17, and is
+several times faster. It is the default here (`exporter="torchscript"`);
+`exporter="dynamo"` uses the new one (pip install onnxscript). Both are
+verified the same way with onnxruntime.
+
+Int8. `quantize_int8` uses PyTorch's own FX graph-mode post-training
+quantization (`torch.ao.quantization.quantize_fx`) with the CPU engine torch is
+set to use ('x86' / 'fbgemm' on Intel and AMD, 'qnnpack' on ARM). PyTorch marks
+it deprecated in favour of torchao but ships it in 2.11 to 2.14; where it is
+missing or fails, an ElasticError says so.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import importlib.util
+import json
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import ElasticError
 
-
-def add_bench_options(parser) -> None:
-    pass
-
-
-def add_export_options(parser) -> None:
-    pass
+INEFFICIENT_BELOW = 0.7     # speed-up / MAC ratio under which a configuration is flagged
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+BUNDLE_FILES = ("model.onnx", "model.pt", "model.json")
+Runtime = Literal["torch", "onnxruntime"]
+_EXPORT_BATCH, _VERIFY_BATCH = 2, 3   # verifying at another batch size checks the dynamic batch axis
 
 
-def run_bench_cli(args) -> None:
-    raise ElasticError("not implemented yet")
+# ---- latency ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Latency:
+    """Wall-clock time of one forward pass of a batch, in milliseconds."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    batch_size: int
+    threads: int
+    device: str
+    host: str
+    precision: str = "fp32"     # "int8" for a model quantized by quantize_int8
+    repeats: int = 0
+    runtime: str = "torch"      # "torch" (eager PyTorch) or "onnxruntime" (the ONNX export)
+
+    @property
+    def per_image_ms(self) -> float:
+        return self.median_ms / self.batch_size
+
+    def __str__(self) -> str:
+        return (f"{self.median_ms:.3f} ms median (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}), "
+                f"{self.per_image_ms:.3f} ms/image, batch {self.batch_size}, {self.precision}, "
+                f"{self.threads} thread{'s' if self.threads != 1 else ''}, {self.runtime} on {self.device}")
 
 
-run_export_cli = run_bench_cli
+def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int = 1,
+                    threads: int | None = None, warmup: int = 10, repeats: int = 50,
+                    device: str | torch.device = "cpu", runtime: Runtime = "torch") -> Latency:
+    """Median and 10th / 90th percentile of `repeats` timed forward passes on a
+    random batch (after `warmup` untimed ones), each timed on its own with
+    perf_counter (PyTorch: eager, under inference_mode). `threads` sets the
+    intra-op thread count for the measurement only (None: torch's setting).
+    runtime "onnxruntime" times the model's ONNX export (`export_onnx`) in an
+    onnxruntime CPU session instead: what a deployment would run."""
+    return measure_latencies({"model": model}, input_shape, batch_size=batch_size, threads=threads,
+                             warmup=warmup, repeats=repeats, rounds=1, device=device,
+                             runtime=runtime)["model"]
+
+
+def measure_latencies(models: Mapping[str, nn.Module], input_shape: tuple[int, int, int], *,
+                      batch_size: int = 1, threads: int | None = None, warmup: int = 10,
+                      repeats: int = 50, rounds: int = 5, device: str | torch.device = "cpu",
+                      runtime: Runtime = "torch") -> dict[str, Latency]:
+    """Latency of several models (see `measure_latency`), measured in `rounds`
+    interleaved rounds (each model `warmup` untimed then `repeats` timed passes
+    per round, the order rotated every round), so that changes in the machine's
+    load during the measurement hit every model alike. The figures summarise
+    all rounds' passes; `repeats` in the result is the total."""
+    if batch_size < 1 or repeats < 1 or rounds < 1 or warmup < 0:
+        raise ValueError("batch_size, repeats and rounds must be >= 1 and warmup >= 0")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if runtime not in ("torch", "onnxruntime"):
+        raise ValueError(f"unknown runtime {runtime!r}: use 'torch' or 'onnxruntime'")
+    device = torch.device(device)
+    if runtime == "onnxruntime" and device.type != "cpu":
+        raise ValueError("onnxruntime latency is measured on the CPU")
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with _num_threads(threads), torch.inference_mode():
+        used_threads = torch.get_num_threads()
+        if runtime == "torch":
+            runners = {name: _private_copy(model, device) for name, model in models.items()}
+        else:
+            runners = {name: _onnx_runner(model, input_shape, used_threads) for name, model in models.items()}
+        names = list(runners)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:   # each round starts elsewhere
+                times[name] += _timed_passes(runners[name], x, warmup, repeats)
+    from elastic.results import host_name
+    host = host_name()
+    out = {}
+    for name, samples in times.items():
+        p10, median, p90 = np.percentile(samples, [10, 50, 90])
+        out[name] = Latency(float(median), float(p10), float(p90), batch_size, used_threads, str(device),
+                            host, precision_of(models[name]), len(samples), runtime)
+    return out
+
+
+def _onnx_runner(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> Callable[[Tensor], Any]:
+    """A function running `model`'s ONNX export in an onnxruntime CPU session."""
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory(prefix="elastic-latency-") as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {INPUT_NAME: x.numpy()})
+
+
+def _timed_passes(run: Callable[[Tensor], Any], x: Tensor, warmup: int, repeats: int) -> list[float]:
+    """Milliseconds of each of `repeats` calls run(x), after `warmup` untimed ones."""
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        run(x)
+    sync()
+    times = []
+    with _gc_paused():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(x)
+            sync()
+            times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def latency_columns(model: nn.Module, input_size: int | tuple[int, int, int], *,
+                    threads: int = 1, repeats: int = 50, runtime: Runtime = "torch") -> dict[str, Any]:
+    """The results schema's latency columns: median CPU latency at batch 1, and
+    where it was measured: host, thread count and runtime (latencies compare only
+    when these match). One thread by default: the steadiest figure on a shared machine."""
+    shape = (3, input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    lat = measure_latency(model, shape, batch_size=1, threads=threads, repeats=repeats, runtime=runtime)
+    return {"latency_ms": round(lat.median_ms, 4),
+            "latency_host": f"{lat.host}; {lat.threads} thread{'s' if lat.threads != 1 else ''}, {lat.runtime}"}
+
+
+def speedup_efficiency(base_latency_ms: float, latency_ms: float, base_macs: float, macs: float) -> float:
+    """Measured speed-up divided by the MAC ratio: 1.0 when latency falls in
+    proportion to MACs, less when the MAC cut buys less speed than it promises."""
+    if min(base_latency_ms, latency_ms, base_macs, macs) <= 0:
+        raise ValueError("latencies and MACs must be positive")
+    return (base_latency_ms / latency_ms) / (base_macs / macs)
+
+
+def is_inefficient(base_latency_ms: float, latency_ms: float, base_macs: float, macs: float,
+                   *, threshold: float = INEFFICIENT_BELOW) -> bool:
+    """True when a configuration turns less than `threshold` of its MAC cut into speed."""
+    return speedup_efficiency(base_latency_ms, latency_ms, base_macs, macs) < threshold
+
+
+# ---- export -----------------------------------------------------------------------
+
+def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int], *,
+                opset: int = 17, exporter: Literal["torchscript", "dynamo"] = "torchscript") -> Path:
+    """Write `model` (a copy, in eval mode, on the CPU) as one ONNX file with a
+    dynamic batch axis; input "input" (N, C, H, W) float32, output "logits".
+    See the module docstring for the choice of exporter."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = _private_copy(model)
+    x = torch.randn(_EXPORT_BATCH, *input_shape)
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        if exporter == "torchscript":
+            torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=opset,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **names)
+        elif exporter == "dynamo":
+            if importlib.util.find_spec("onnxscript") is None:
+                raise ElasticError("the dynamo ONNX exporter needs the onnxscript package "
+                                   "(pip install onnxscript), or use exporter='torchscript'")
+            program = torch.onnx.export(net, (x,), dynamo=True, opset_version=max(opset, 18),
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                        verbose=False, **names)
+            program.save(str(path), external_data=False)
+        else:
+            raise ValueError(f"unknown exporter {exporter!r}: use 'torchscript' or 'dynamo'")
+    return path
+
+
+def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int]) -> Path:
+    """Write `model` (a copy, in eval mode, on the CPU) as a traced TorchScript
+    file, loadable with torch.jit.load without the Elastic code."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = _private_copy(model)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)   # torch.jit is deprecated, still shipped
+        traced = torch.jit.trace(net, torch.randn(_EXPORT_BATCH, *input_shape), check_trace=False)
+        torch.jit.save(traced, str(path))
+    return path
+
+
+def verify_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
+                atol: float = 1e-4) -> float:
+    """Largest absolute difference between onnxruntime (CPU) running the file and
+    PyTorch running `model`, on a random batch. Raises ElasticError above `atol`."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ElasticError("verifying ONNX files needs onnxruntime (pip install onnxruntime)") from None
+    x = _verify_input(input_shape)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1   # a small batch; threads only add contention
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    return _checked_difference("ONNX", path, torch.from_numpy(got), _reference(model, x), atol)
+
+
+def verify_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
+                       atol: float = 1e-4) -> float:
+    """Largest absolute difference between the loaded TorchScript file and
+    `model` on a random batch. Raises ElasticError above `atol`."""
+    x = _verify_input(input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.inference_mode():
+        got = loaded(x)
+    return _checked_difference("TorchScript", path, got, _reference(model, x), atol)
+
+
+def export_bundle(model: nn.Module, out_dir: str | Path, input_shape: tuple[int, int, int],
+                  meta: dict[str, Any], *, opset: int = 17, atol: float = 1e-4,
+                  exporter: Literal["torchscript", "dynamo"] = "torchscript") -> dict[str, Path]:
+    """Write model.onnx, model.pt (TorchScript) and model.json into `out_dir`,
+    verifying both model files first. model.json holds `meta` (arch, method,
+    config, metrics, ...; JSON-serialisable), the input / output description,
+    preprocessing when meta names a dataset, and the measured differences.
+    Returns {file name: path}."""
+    out_dir = Path(out_dir)
+    onnx_path = export_onnx(model, out_dir / "model.onnx", input_shape, opset=opset, exporter=exporter)
+    ts_path = export_torchscript(model, out_dir / "model.pt", input_shape)
+    description = {
+        **meta,
+        "input": {"name": INPUT_NAME, "shape": ["batch", *input_shape], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", _output_size(model, input_shape)]},
+        **_preprocessing(meta.get("dataset")),
+        "verification": {
+            "onnx_max_abs_diff": verify_onnx(model, onnx_path, input_shape, atol),
+            "torchscript_max_abs_diff": verify_torchscript(model, ts_path, input_shape, atol),
+            "atol": atol, "batch_size": _VERIFY_BATCH, "runtime": _runtime_versions(),
+            "onnx_exporter": exporter, "onnx_opset": _onnx_opset(onnx_path),
+        },
+    }
+    json_path = out_dir / "model.json"
+    json_path.write_text(json.dumps(description, indent=2, default=str) + "\n")
+    return {"model.onnx": onnx_path, "model.pt": ts_path, "model.json": json_path}
+
+
+def export_bytes(model: nn.Module, input_shape: tuple[int, int, int], meta: dict[str, Any],
+                 **options: Any) -> dict[str, bytes]:
+    """The bundle's files as bytes, {file name: contents}, for download buttons;
+    written to and read back from a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="elastic-export-") as tmp:
+        paths = export_bundle(model, tmp, input_shape, meta, **options)
+        return {name: path.read_bytes() for name, path in paths.items()}
+
+
+# ---- int8 -------------------------------------------------------------------------
+
+def quantize_int8(model: nn.Module, calibration_batches: Tensor, input_shape: tuple[int, int, int],
+                  *, chunk: int = 64) -> nn.Module:
+    """A static int8 copy of `model` for the CPU: FX graph-mode post-training
+    quantization (BatchNorm folded, per-channel weights), activation ranges
+    calibrated on `calibration_batches` (normalised images, (N, C, H, W)). The
+    result takes and returns float tensors. Raises ElasticError where this
+    PyTorch build cannot quantize (no quantized CPU engine, no quantize_fx)."""
+    engine = torch.backends.quantized.engine
+    if engine not in ("x86", "fbgemm", "qnnpack", "onednn"):
+        raise ElasticError(f"int8 quantization is not available: this PyTorch build has no quantized "
+                           f"CPU engine (engine {engine!r}, supported {torch.backends.quantized.supported_engines})")
+    try:
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    except ImportError as err:
+        raise ElasticError(f"int8 quantization is not available in torch {torch.__version__}: "
+                           f"torch.ao.quantization.quantize_fx is missing ({err})") from None
+    if calibration_batches.ndim != 4 or tuple(calibration_batches.shape[1:]) != tuple(input_shape):
+        raise ElasticError(f"calibration images must have shape (N, {', '.join(map(str, input_shape))}), "
+                           f"got {tuple(calibration_batches.shape)}")
+    net = _private_copy(model)
+    with warnings.catch_warnings():
+        # The quantization API warns that it is deprecated in favour of torchao.
+        for category in (UserWarning, DeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)
+        try:
+            prepared = prepare_fx(net, get_default_qconfig_mapping(engine), (torch.zeros(1, *input_shape),))
+            with torch.inference_mode():
+                for batch in calibration_batches.split(chunk):
+                    prepared(batch)
+            quantized = convert_fx(prepared)
+        except (RuntimeError, NotImplementedError, TypeError, AttributeError, ValueError) as err:
+            raise ElasticError(f"int8 quantization failed for this model with torch "
+                               f"{torch.__version__} ({type(err).__name__}: {_first_line(err)})") from None
+    return quantized.eval()
+
+
+def precision_of(model: nn.Module) -> str:
+    """"int8" if the model holds PyTorch quantized modules, else "fp32"."""
+    quantized = any(type(m).__module__.startswith("torch.ao.nn.")
+                    and "quantized" in type(m).__module__.split(".") for m in model.modules())
+    return "int8" if quantized else "fp32"
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    """Accuracy and latency of a model and of its int8 copy, on the same images."""
+
+    fp32_acc: float
+    int8_acc: float
+    agreement: float        # percent of images where both predict the same class
+    images: int
+    fp32: Latency
+    int8: Latency
+
+
+def int8_report(model: nn.Module, calibration: ImageSet, test: ImageSet, spec: DatasetSpec, *,
+                batch_size: int = 1, threads: int | None = None, repeats: int = 50) -> Int8Report:
+    """Quantize with images from `calibration` and compare with the float model
+    on `test`: accuracy from elastic.train.predict (as evaluate computes it),
+    agreement between the two, and CPU latency at `batch_size`."""
+    from elastic.train import normalize, predict
+    shape = (3, spec.input_size, spec.input_size)
+    quantized = quantize_int8(model, normalize(calibration.images, spec), shape)
+    fp32_pred = predict(_private_copy(model), test, spec)
+    int8_pred = predict(quantized, test, spec)
+    rounds = min(5, repeats)
+    lat = measure_latencies({"fp32": model, "int8": quantized}, shape, batch_size=batch_size,
+                            threads=threads, repeats=max(1, repeats // rounds), rounds=rounds)
+    return Int8Report(
+        fp32_acc=100.0 * float((fp32_pred == test.labels).float().mean()),
+        int8_acc=100.0 * float((int8_pred == test.labels).float().mean()),
+        agreement=100.0 * float((fp32_pred == int8_pred).float().mean()), images=len(test),
+        fp32=lat["fp32"], int8=lat["int8"])
+
+
+# ---- models from user input -------------------------------------------------------
+
+def parse_config(text: str) -> dict[str, Any]:
+    """An architecture config from JSON text or from a .json file (e.g. a results
+    row's config column): {"removed_blocks": [...], "shapes": {...}}."""
+    source = "--config"
+    if not text.lstrip().startswith(("{", "[")):
+        path = Path(text)
+        if not path.is_file():
+            raise ElasticError(f"config file {path} does not exist")
+        text, source = path.read_text(), str(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ElasticError(f"{source} is not valid JSON ({err}); give JSON text such as "
+                           f"'{{\"removed_blocks\": [\"layer1.1\"]}}' or a .json file") from None
+
+
+def checked_model(arch: str, num_classes: int, config: dict[str, Any] | None) -> nn.Module:
+    """build_model(arch, num_classes, config), with a config that does not fit
+    the architecture reported as an ElasticError instead of a traceback: unknown
+    keys or layer names, malformed shapes, or widths that do not connect (checked
+    with one forward pass). The model is returned in train mode, as built."""
+    from elastic.models import ARCHS, build_model
+    spec = ARCHS.get(arch)
+    config = config or {}
+    if not isinstance(config, dict) or set(config) - {"removed_blocks", "shapes"}:
+        found = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ElasticError(f"a config is a JSON object with 'removed_blocks' (a list of block names) "
+                           f"and 'shapes' ({{layer: [in, out] or [features]}}); got {found}")
+    _check_config_entries(spec.build(num_classes), arch, config)
+    try:
+        model = build_model(arch, num_classes, config)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ElasticError(f"the config does not fit {arch}: {_first_line(err)}") from None
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, spec.input_size, spec.input_size))
+    except RuntimeError as err:
+        raise ElasticError(f"the config gives {arch} layers whose widths do not connect: "
+                           f"{_first_line(err)}") from None
+    return model.train()
+
+
+def _check_config_entries(reference: nn.Module, arch: str, config: dict[str, Any]) -> None:
+    """Every removed block and resized layer exists in `reference` (the default
+    `arch`), and every shape is a list of positive integers of the right length."""
+    removed, shapes = config.get("removed_blocks", []), config.get("shapes", {})
+    if not isinstance(removed, list) or not all(isinstance(name, str) for name in removed):
+        raise ElasticError(f"'removed_blocks' must be a list of block names such as \"layer1.1\", got {removed!r}")
+    if not isinstance(shapes, dict):
+        raise ElasticError(f"'shapes' must map layer names to [in, out] or [features], got {shapes!r}")
+    modules = dict(reference.named_modules())
+    for name in removed:
+        if name not in modules:
+            raise ElasticError(f"{arch} has no block {name!r} to remove")
+    for name, shape in shapes.items():
+        module = modules.get(name)
+        if module is None:
+            raise ElasticError(f"{arch} has no layer {name!r} (in 'shapes')")
+        length = 1 if isinstance(module, nn.BatchNorm2d) else 2 if isinstance(module, (nn.Conv2d, nn.Linear)) else 0
+        if length == 0:
+            raise ElasticError(f"{name} is a {type(module).__name__}; only conv, linear and batch-norm "
+                               f"layers can be resized")
+        if (not isinstance(shape, list) or len(shape) != length
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            what = "[features]" if length == 1 else "[in, out]"
+            raise ElasticError(f"shapes[{name!r}] must be {what} with positive integers, got {shape!r}")
+
+
+# ---- command line -----------------------------------------------------------------
+
+def _add_model_source(p: argparse.ArgumentParser) -> None:
+    from elastic.cli import add_model_args
+    add_model_args(p)
+    p.add_argument("--checkpoint", default=None, help="a model saved by train / prune / grow")
+    p.add_argument("--config", default=None,
+                   help="architecture config as JSON text or a .json file, e.g. "
+                        "'{\"removed_blocks\": [\"layer1.1\"]}' (fresh weights)")
+
+
+def add_bench_options(parser: argparse.ArgumentParser) -> None:
+    from elastic.cli import add_data_args
+    _add_model_source(parser)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[1],
+                        help="one or more batch sizes (default: 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's setting)")
+    parser.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
+                        help="torch: eager PyTorch; onnxruntime: the ONNX export (default: torch)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed passes (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=50, help="timed passes (default: %(default)s)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also quantize to int8 (calibrated on training images) and compare "
+                             "accuracy on test images and latency")
+    parser.add_argument("--calibration", type=int, default=256,
+                        help="--int8: calibration images (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=1000,
+                        help="--int8: test images to compare accuracy on (default: %(default)s)")
+    add_data_args(parser)
+    parser.set_defaults(device="cpu")
+
+
+def run_bench_cli(args: argparse.Namespace) -> None:
+    from elastic.profile import count_macs
+    model, info = _model_from_args(args)
+    shape = info["input_shape"]
+    if min(args.batch_size) < 1 or args.repeats < 1 or args.warmup < 0 or (args.threads or 1) < 1:
+        raise ElasticError("--batch-size, --repeats and --threads must be >= 1, --warmup >= 0")
+    device = "cpu" if args.device == "auto" else args.device
+    print(f"{args.arch} ({info['weights']}), {count_macs(model, shape) / 1e6:.2f} M MACs, "
+          f"input {'x'.join(map(str, shape))}")
+    lat = None
+    for runtime in args.runtime:
+        for batch in args.batch_size:
+            lat = measure_latency(model, shape, batch_size=batch, threads=args.threads, warmup=args.warmup,
+                                  repeats=args.repeats, device="cpu" if runtime == "onnxruntime" else device,
+                                  runtime=runtime)
+            print(f"  {lat}")
+    print(f"  host: {lat.host}")
+    if args.int8:
+        from elastic.cli import load_data
+        data = load_data(args)
+        report = int8_report(model, data.train.head(args.calibration, args.seed), data.test.head(args.limit),
+                             data.spec, batch_size=args.batch_size[0], threads=args.threads,
+                             repeats=args.repeats)
+        print(f"  int8 ({data.source}, {report.images} test images): accuracy {report.int8_acc:.2f}% "
+              f"(fp32 {report.fp32_acc:.2f}%), same prediction as fp32 on {report.agreement:.1f}%")
+        print(f"  fp32: {report.fp32}")
+        print(f"  int8: {report.int8}")
+
+
+def add_export_options(parser: argparse.ArgumentParser) -> None:
+    _add_model_source(parser)
+    parser.add_argument("--out-dir", required=True, help="folder for model.onnx, model.pt, model.json")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
+                        help="torch.onnx exporter; dynamo needs onnxscript (default: %(default)s)")
+    parser.add_argument("--atol", type=float, default=1e-4,
+                        help="largest accepted difference from PyTorch (default: %(default)s)")
+
+
+def run_export_cli(args: argparse.Namespace) -> None:
+    from elastic.models import arch_config
+    from elastic.runs import complexity_columns
+    model, info = _model_from_args(args)
+    shape = info["input_shape"]
+    state = info["state"]
+    config = arch_config(model, args.arch, info["num_classes"])
+    meta = {
+        "arch": args.arch, "dataset": info["dataset"], "num_classes": info["num_classes"],
+        "method": state.get("method") or ("baseline" if not any(config.values()) else "custom"),
+        "config": config, "weights": info["weights"],
+        "metrics": {**complexity_columns(model, shape[-1]),
+                    **{k: state[k] for k in ("test_acc", "val_acc") if k in state}},
+    }
+    paths = export_bundle(model, args.out_dir, shape, meta, opset=args.opset, atol=args.atol,
+                          exporter=args.exporter)
+    check = json.loads(paths["model.json"].read_text())["verification"]
+    print(f"exported {args.arch} ({info['weights']}) to {Path(args.out_dir)}")
+    for name, path in paths.items():
+        print(f"  {name:<11} {path.stat().st_size / 1024:9.1f} KB")
+    print(f"  onnxruntime vs PyTorch: max |diff| {check['onnx_max_abs_diff']:.2e}; "
+          f"TorchScript vs PyTorch: {check['torchscript_max_abs_diff']:.2e} (atol {check['atol']:g}, "
+          f"opset {check['onnx_opset']}, batch {check['batch_size']})")
+
+
+def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+    """The model the command line names: a checkpoint, or the architecture with
+    an optional config (fresh weights)."""
+    from elastic.cli import check_arch_fits
+    from elastic.data import DATASETS
+    from elastic.runs import load_model
+    check_arch_fits(args.arch, args.dataset)
+    spec = DATASETS.get(args.dataset)
+    state: dict[str, Any] = {}
+    if args.checkpoint and args.config:
+        raise ElasticError("give --checkpoint or --config, not both: a checkpoint carries its own config")
+    if args.checkpoint:
+        model, state = load_model(args.checkpoint, arch=args.arch, num_classes=spec.num_classes)
+        weights = f"weights from {args.checkpoint}"
+        state = {k: v for k, v in state.items() if k != "model"}
+    else:
+        config = parse_config(args.config) if args.config else None
+        model = checked_model(args.arch, spec.num_classes, config)
+        weights = "untrained: fresh weights" + (", config given" if config else "")
+    return model.eval(), {"input_shape": (3, spec.input_size, spec.input_size), "weights": weights,
+                          "num_classes": spec.num_classes, "dataset": spec.name, "state": state}
+
+
+# ---- helpers ----------------------------------------------------------------------
+
+def _private_copy(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """A copy in eval mode on `device`: callers' (possibly shared) models stay untouched."""
+    return copy.deepcopy(model).eval().to(device)
+
+
+@contextmanager
+def _num_threads(threads: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection inside timed loops (as timeit does)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _verify_input(input_shape: tuple[int, int, int]) -> Tensor:
+    return torch.randn(_VERIFY_BATCH, *input_shape, generator=torch.Generator().manual_seed(1))
+
+
+def _reference(model: nn.Module, x: Tensor) -> Tensor:
+    with torch.inference_mode():
+        return _private_copy(model)(x)
+
+
+def _checked_difference(kind: str, path: str | Path, got: Tensor, expected: Tensor, atol: float) -> float:
+    if got.shape != expected.shape:
+        raise ElasticError(f"{kind} file {path} gives outputs of shape {tuple(got.shape)}, "
+                           f"PyTorch {tuple(expected.shape)}")
+    diff = float((got.float() - expected.float()).abs().max())
+    if not diff <= atol:   # also catches NaN
+        raise ElasticError(f"{kind} file {path} differs from the PyTorch model by up to {diff:.3g} "
+                           f"(allowed {atol:g}); do not deploy it")
+    return diff
+
+
+def _output_size(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    with torch.inference_mode():
+        return int(_private_copy(model)(torch.zeros(1, *input_shape)).shape[-1])
+
+
+def _preprocessing(dataset: str | None) -> dict[str, Any]:
+    """How to turn an RGB uint8 image into the model's input, when the dataset is known."""
+    from elastic.data import DATASETS
+    if not dataset or dataset not in DATASETS:
+        return {}
+    spec = DATASETS.get(dataset)
+    return {"preprocess": {"size": [spec.input_size, spec.input_size], "layout": "NCHW, RGB",
+                           "formula": "(pixel / 255 - mean) / std", "mean": list(spec.mean),
+                           "std": list(spec.std)}}
+
+
+def _onnx_opset(path: Path) -> int | None:
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _runtime_versions() -> dict[str, str]:
+    import onnxruntime
+    return {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

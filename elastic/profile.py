@@ -155,7 +155,8 @@ def format_table(profile: ModelProfile) -> str:
         rule,
         f"params {_human(profile.params)}   MACs {profile.macs / 1e6:.2f}M   FLOPs {profile.flops / 1e6:.2f}M",
         f"weights {profile.weight_bytes / 1024:.1f} KB   peak activations {profile.peak_activation_bytes / 1024:.1f} KB",
-        f"peak memory {profile.peak_memory_bytes() / 1024:.1f} KB fp32, {profile.peak_memory_int8() / 1024:.1f} KB int8",
+        f"peak memory {profile.peak_memory_bytes() / 1024:.1f} KB fp32, {profile.peak_memory_int8() / 1024:.1f} KB int8"
+        f" ({profile.peak_memory_bytes():,} bytes fp32, {profile.peak_memory_int8():,} bytes int8)",
         "MACs are multiply-accumulates of conv/linear/matmul for one sample; FLOPs = 2 x MACs;",
         "BN, activations and pooling are not counted. 1 KB = 1024 bytes.",
     ])

@@ -146,7 +146,8 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = result.resumed_from_epoch = int(state["epoch"])
         result.history = list(state.get("history", []))
-    started = time.perf_counter()
+    # Wall-clock seconds carry over a resume, so a row reports the whole run.
+    started = time.perf_counter() - (float(state.get("seconds", 0.0)) if start_epoch else 0.0)
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
         # Seeded by (seed, epoch) so a resumed run draws the same batches.
@@ -183,7 +184,8 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                         "history": result.history})
+                                         "history": result.history,
+                                         "seconds": time.perf_counter() - started})
     result.seconds = time.perf_counter() - started
     model.to(memory_format=torch.contiguous_format)
     return result
@@ -191,14 +193,16 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
 
 def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps: int):
     total = max(recipe.epochs * steps, 1)
-    if recipe.schedule == "onecycle":
+    if recipe.schedule == "onecycle" and total >= 4:
+        # OneCycleLR divides by (warm-up steps - 1) and by the remaining steps: keep both >= 1.
+        warmup = min(max(recipe.warmup, 2.5 / total), 0.5)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=total, pct_start=recipe.warmup,
+            optimizer, max_lr=recipe.lr, total_steps=total, pct_start=warmup,
             anneal_strategy="linear", div_factor=25, final_div_factor=1e3,
             cycle_momentum=False)
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
-    if recipe.schedule == "constant":
+    if recipe.schedule in ("constant", "onecycle"):  # one-cycle over fewer than 4 steps: constant
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     raise ValueError(f"unknown schedule {recipe.schedule!r}; use onecycle, cosine or constant")
 

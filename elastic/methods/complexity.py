@@ -1,10 +1,578 @@
-"""Placeholder until the method lands (being written now)."""
-from elastic.errors import ElasticError
+"""Complexity-driven filter pruning (Zawish, Davy, Abraham) and uniform thinning.
+
+A layer is picked for filter pruning with probability proportional to its share
+of the network's complexity in one of three modes, a step of its filters is
+removed, the shares are recomputed, and this repeats until the mode's own metric
+is down to the target fraction. The pruned architecture is then trained from
+scratch (the paper's way) or from the trained baseline's kept filters.
+
+    PA  parameters share        -> thins the parameter-heavy late layers
+    FA  MACs share              -> thins the layers at high resolution
+    MA  memory share            -> weight bytes + output activation bytes
+                                   (the profiler's `memory_bytes`)
+
+How it works, and why it is fast enough to call live from the app:
+1. `_structure(arch, num_classes)` (cached: pure data) traces the model once with
+   Torch-Pruning's dependency graph to find the *groups*: sets of convolutions /
+   linears / BNs whose output channels must be pruned together (in a ResNet every
+   layer that writes into one residual stream), plus the layers that read those
+   channels. One profile gives each layer's output resolution.
+2. The sampling loop works on plain integer widths, one per group, with
+   analytic per-layer formulas (conv params = in*out*k*k (+bias), MACs = weights
+   * H_out*W_out, activations = out*H*W*4 bytes, BN 2*C, linear in*out).
+3. The result is checked once against `elastic.profile.profile_model` on the
+   rebuilt model; `build(plan)` prunes a real model with Torch-Pruning.
+
+A group's share is the complexity of the layers whose *outputs* it holds (its
+convolutions and their BNs): the paper's per-layer share, summed over coupled
+layers, since picking any one of them prunes them all. So a residual stream that
+nine blocks add into is picked about nine times as often as one inner convolution.
+Widths never go below the minimum width: by default 10% of the original width
+(at least one channel); the classifier's outputs are never pruned.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from elastic.errors import BadBudget, BadCheckpoint, ElasticError, UnknownName
+from elastic.models import ARCHS, arch_config, build_model
+from elastic.profile import FP32_BYTES, profile_model
+
+MODES: dict[str, str] = {"PA": "params", "FA": "macs", "MA": "memory"}
+METRICS = ("params", "macs", "memory")
+ROUNDINGS = (1, 4, 8, 16)
+INITS = ("scratch", "finetune")
+DEFAULT_STEP = 0.1
+DEFAULT_MIN_FRACTION = 0.1   # default minimum width: 10% of the original, at least 1 channel
 
 
-def add_options(parser) -> None:
-    pass
+# ---- the network as data: layers, coupled groups ------------------------------------
+
+@dataclass(frozen=True)
+class _Layer:
+    """One conv / linear / BN, in call order, with its channels tied to groups."""
+    name: str
+    kind: str                # "conv", "linear" or "bn"
+    in_channels: int         # original (conv/linear); BN: = out_channels
+    out_channels: int
+    in_group: int | None     # the group whose width sets the input; None: fixed
+    out_group: int | None    # the group whose width sets the output; None: fixed
+    in_per_channel: int      # inputs per channel of in_group (H*W when a map is flattened)
+    kernel: int              # kh * kw; 1 for linear
+    bias: bool               # conv/linear bias, or BN affine
+    out_pixels: int          # H_out * W_out; 1 for linear
 
 
-def run_cli(args) -> None:
-    raise ElasticError("this method is not implemented yet")
+@dataclass(frozen=True)
+class _Group:
+    """Channels pruned together: the filters of `producers` (conv/linear, call order)."""
+    name: str                # the first producer
+    channels: int
+    producers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Structure:
+    arch: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    layers: tuple[_Layer, ...]
+    groups: tuple[_Group, ...]
+    owned: tuple[tuple[int, ...], ...]   # per group: indices of the layers whose outputs it holds
+    peak_memory: int                     # of the unpruned model, fp32 bytes
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(g.channels for g in self.groups)
+
+    def layer_costs(self, widths: Sequence[int]) -> list[tuple[int, int, int]]:
+        """(params, MACs, memory bytes) of every layer at these group widths."""
+        return [_layer_cost(layer, widths) for layer in self.layers]
+
+    def totals(self, widths: Sequence[int]) -> dict[str, int]:
+        costs = self.layer_costs(widths)
+        return {metric: sum(c[i] for c in costs) for i, metric in enumerate(METRICS)}
+
+    def shapes(self, widths: Sequence[int]) -> dict[str, list[int]]:
+        """The `arch_config` shapes of the layers whose shape differs from the original."""
+        shapes = {}
+        for layer in self.layers:
+            cin, cout = _channels(layer, widths)
+            if (cin, cout) != (layer.in_channels, layer.out_channels):
+                shapes[layer.name] = [cout] if layer.kind == "bn" else [cin, cout]
+        return shapes
+
+
+def _channels(layer: _Layer, widths: Sequence[int]) -> tuple[int, int]:
+    cout = layer.out_channels if layer.out_group is None else widths[layer.out_group]
+    if layer.kind == "bn":
+        return cout, cout
+    cin = layer.in_channels if layer.in_group is None else widths[layer.in_group] * layer.in_per_channel
+    return cin, cout
+
+
+def _layer_cost(layer: _Layer, widths: Sequence[int]) -> tuple[int, int, int]:
+    """Params, MACs and memory bytes as `elastic.profile` counts them."""
+    cin, cout = _channels(layer, widths)
+    if layer.kind == "bn":
+        params, macs = (2 * cout if layer.bias else 0), 0
+    else:
+        weights = cin * cout * layer.kernel
+        params = weights + (cout if layer.bias else 0)
+        macs = weights * layer.out_pixels          # bias adds are not counted
+    memory = (params + cout * layer.out_pixels) * FP32_BYTES
+    return params, macs, memory
+
+
+@lru_cache(maxsize=8)
+def _structure(arch: str, num_classes: int) -> _Structure:
+    """Layers and coupled groups of the default `arch` (pure data, so cached)."""
+    import torch_pruning as tp
+
+    size = ARCHS.get(arch).input_size
+    input_shape = (3, size, size)
+    model = build_model(arch, num_classes)
+    prof = profile_model(model, input_shape)
+    modules = dict(model.named_modules())
+    order = {layer.name: i for i, layer in enumerate(prof.layers)}
+    unsupported = [l.name for l in prof.layers if l.kind not in ("conv", "linear", "bn")]
+    if unsupported:
+        raise ValueError(f"{arch}: complexity pruning supports conv, linear and BN layers, not {unsupported}")
+    # The last conv/linear to run writes the logits: its outputs are never pruned.
+    classifier = modules[[l.name for l in prof.layers if l.kind != "bn"][-1]]
+
+    with torch.enable_grad():  # the dependency graph is traced through autograd
+        graph = tp.DependencyGraph().build_dependency(
+            model, example_inputs=torch.zeros(1, *input_shape), verbose=False)
+    names = {module: name for name, module in modules.items()}
+    found = []   # (producers, out members, in members) per group
+    for group in graph.get_all_groups(ignored_layers=[classifier], root_module_types=(nn.Conv2d, nn.Linear)):
+        outs, ins = set(), set()
+        for dep, _ in group:
+            name = names.get(dep.target.module)
+            if name is None:   # element-wise ops, reshapes: no weights
+                continue
+            (outs if graph.is_out_channel_pruning_fn(dep.handler) else ins).add(name)
+        producers = tuple(sorted((n for n in outs if not isinstance(modules[n], nn.BatchNorm2d)), key=order.get))
+        found.append((producers, outs, ins))
+    found.sort(key=lambda item: order[item[0][0]])
+
+    groups, out_group, in_group, in_per_channel = [], {}, {}, {}
+    for index, (producers, outs, ins) in enumerate(found):
+        channels = _out_channels(modules[producers[0]])
+        groups.append(_Group(producers[0], channels, producers))
+        for name in outs:
+            if name in out_group:
+                raise ValueError(f"{arch}: {name} is in two pruning groups")
+            out_group[name] = index
+        for name in ins:
+            in_group[name] = index
+            in_per_channel[name] = _in_channels(modules[name]) // channels
+
+    layers = []
+    for row in prof.layers:
+        module = modules[row.name]
+        if isinstance(module, nn.Conv2d) and module.groups != 1:
+            raise ValueError(f"{arch}: grouped convolution {row.name} is not supported")
+        is_bn = row.kind == "bn"
+        layers.append(_Layer(
+            name=row.name, kind=row.kind,
+            in_channels=_out_channels(module) if is_bn else _in_channels(module),
+            out_channels=_out_channels(module),
+            in_group=None if is_bn else in_group.get(row.name),
+            out_group=out_group.get(row.name),
+            in_per_channel=in_per_channel.get(row.name, 1),
+            kernel=math.prod(module.kernel_size) if isinstance(module, nn.Conv2d) else 1,
+            bias=(module.affine if is_bn else module.bias is not None),
+            out_pixels=math.prod(row.out_shape[1:]),
+        ))
+    owned = tuple(tuple(i for i, layer in enumerate(layers) if layer.out_group == g) for g in range(len(groups)))
+    structure = _Structure(arch, num_classes, input_shape, tuple(layers), tuple(groups), owned,
+                           prof.peak_memory_bytes())
+    measured = {"params": prof.params, "macs": prof.macs, "memory": sum(l.memory_bytes for l in prof.layers)}
+    if structure.totals(structure.widths) != measured:
+        raise ValueError(f"{arch}: the analytic complexity model does not match the profiler "
+                         f"({structure.totals(structure.widths)} vs {measured})")
+    return structure
+
+
+def _out_channels(module: nn.Module) -> int:
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, nn.BatchNorm2d):
+        return module.num_features
+    raise ValueError(f"unsupported layer {type(module).__name__}")
+
+
+def _in_channels(module: nn.Module) -> int:
+    if isinstance(module, nn.Conv2d):
+        return module.in_channels
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    raise ValueError(f"unsupported layer {type(module).__name__}")
+
+
+# ---- the plan -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """A pruned architecture, planned without training.
+
+    kept: out channels (kept, original) of every prunable conv/linear, in call order.
+    achieved: fraction kept of "params", "macs", "memory" (sum of per-layer
+    weight + output activation bytes) and "peak_memory" (weights + peak live
+    activations, fp32). params / macs / memory / peak_memory: absolute, measured
+    by the profiler on the pruned model; `original` has the same for the unpruned one.
+    groups: the prunable layers whose out channels are coupled, one tuple per group.
+    """
+    arch: str
+    num_classes: int
+    mode: str                      # "PA", "FA", "MA" or "uniform"
+    metric: str                    # the budget metric: "params", "macs" or "memory"
+    target: float
+    config: dict[str, Any]         # elastic.models.arch_config of the pruned model
+    kept: dict[str, tuple[int, int]]
+    achieved: dict[str, float]
+    params: int
+    macs: int
+    memory: int
+    peak_memory: int
+    original: dict[str, int]
+    groups: tuple[tuple[str, ...], ...]
+    step: float | None = None
+    min_width: int | None = None
+    round_to: int = 1
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def details(self) -> dict[str, Any]:
+        """The JSON record for the results' `details` column."""
+        return {"mode": self.mode, "metric": self.metric, "target": self.target,
+                "achieved": {k: round(v, 6) for k, v in self.achieved.items()},
+                "kept": {name: list(pair) for name, pair in self.kept.items()},
+                "round_to": self.round_to, "step": self.step, "min_width": self.min_width,
+                "seed": self.seed, "original": dict(self.original), **dict(self.options)}
+
+
+def plan(arch: str, num_classes: int, mode: str, target: float, *, step: float = DEFAULT_STEP,
+         min_width: int | None = None, round_to: int = 1, seed: int = 0) -> PrunePlan:
+    """Complexity-driven pruning plan (no training; pure and deterministic).
+
+    Repeatedly samples a prunable group with probability proportional to its
+    share of the mode's metric (seeded `random.Random`) and removes `step` of its
+    current filters (at least one; the last step only as many as the target
+    needs), until the metric is at most `target` of the original: it lands
+    below the target by less than one channel of the last group picked.
+    min_width: smallest width per layer in channels (default: 10% of the
+    original, at least 1). round_to: widths are multiples of it, except a layer
+    already narrower than or equal to it, which keeps its width.
+    Raises BadBudget if the target cannot be reached.
+    """
+    if mode not in MODES:
+        raise UnknownName(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    _check_options(target, step, min_width, round_to)
+    s = _structure(arch, num_classes)
+    metric = MODES[mode]
+    original = s.widths
+    floors = tuple(_floor(c, min_width, round_to) for c in original)
+    goal = target * s.totals(original)[metric]
+    lowest = s.totals(floors)[metric] / s.totals(original)[metric]
+    if lowest > target:
+        raise BadBudget(
+            f"{mode} target {target:g} is out of reach for {arch}: with every layer at its minimum width "
+            f"(min width {min_width if min_width is not None else '10% of the original'}, round to {round_to}) "
+            f"the smallest reachable fraction of {metric} is {lowest:.3f}")
+
+    rng = random.Random(seed)
+    widths = list(original)
+    index = METRICS.index(metric)
+    while s.totals(widths)[metric] > goal:
+        costs = s.layer_costs(widths)
+        open_groups = [g for g, w in enumerate(widths) if w > floors[g]]
+        shares = [sum(costs[i][index] for i in s.owned[g]) for g in open_groups]
+        g = rng.choices(open_groups, weights=shares if sum(shares) > 0 else None)[0]
+        current = widths[g]
+        widths[g] = max(floors[g], _snap_down(current - max(1, round(step * current)), round_to, original[g]))
+        if s.totals(widths)[metric] < goal:
+            # The last step: land on the target, the widest allowed width that meets it.
+            for width in range(current - 1, widths[g], -1):
+                trial = widths[:g] + [width] + widths[g + 1:]
+                if _snap_down(width, round_to, original[g]) == width and s.totals(trial)[metric] <= goal:
+                    widths[g] = width
+                    break
+    return _finish(s, mode, metric, target, tuple(widths),
+                   step=step, min_width=min_width, round_to=round_to, seed=seed)
+
+
+def uniform_plan(arch: str, num_classes: int, target: float, metric: str = "macs",
+                 round_to: int = 1) -> PrunePlan:
+    """Every prunable group thinned by the same fraction: the widest uniform
+    network whose `metric` is at most `target` of the original (mode "uniform").
+    Raises BadBudget if even one channel per layer is too much."""
+    if metric not in METRICS:
+        raise UnknownName(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    _check_options(target, DEFAULT_STEP, None, round_to)
+    s = _structure(arch, num_classes)
+    goal = target * s.totals(s.widths)[metric]
+
+    def widths_at(fraction: float) -> tuple[int, ...]:
+        return tuple(_nearest(c * fraction, round_to, c) for c in s.widths)
+
+    if s.totals(widths_at(0.0))[metric] > goal:
+        lowest = s.totals(widths_at(0.0))[metric] / s.totals(s.widths)[metric]
+        raise BadBudget(f"uniform target {target:g} of {metric} is out of reach for {arch}: "
+                        f"the smallest reachable fraction is {lowest:.3f}")
+    low, high = 0.0, 1.0   # invariant: widths_at(low) meets the goal
+    if s.totals(widths_at(high))[metric] <= goal:
+        low = high
+    for _ in range(40):
+        middle = (low + high) / 2
+        if s.totals(widths_at(middle))[metric] <= goal:
+            low = middle
+        else:
+            high = middle
+    return _finish(s, "uniform", metric, target, widths_at(low), round_to=round_to,
+                   options={"fraction": round(low, 6)})
+
+
+def _check_options(target: float, step: float, min_width: int | None, round_to: int) -> None:
+    if not 0 < target <= 1:
+        raise BadBudget(f"target {target} is not in (0, 1]: give the fraction to keep, e.g. 0.5")
+    if not 0 < step < 1:
+        raise ElasticError(f"step {step} is not in (0, 1): the fraction of a layer's filters removed at a time")
+    if min_width is not None and min_width < 1:
+        raise ElasticError(f"min width {min_width} must be at least 1 channel")
+    if round_to not in ROUNDINGS:
+        raise ElasticError(f"round_to {round_to} is not one of {ROUNDINGS}")
+
+
+def _floor(channels: int, min_width: int | None, round_to: int) -> int:
+    """Smallest allowed width of a layer of `channels` filters."""
+    wanted = min_width if min_width is not None else max(1, math.ceil(DEFAULT_MIN_FRACTION * channels))
+    return min(channels, max(round_to, math.ceil(wanted / round_to) * round_to))
+
+
+def _snap_down(width: int, round_to: int, channels: int) -> int:
+    """The widest allowed width <= `width`: a multiple of round_to, or the original."""
+    return channels if width >= channels else width // round_to * round_to
+
+
+def _nearest(width: float, round_to: int, channels: int) -> int:
+    """The allowed width nearest `width`, at least one step of round_to."""
+    if channels <= round_to:
+        return channels
+    return min(channels, max(round_to, round(width / round_to) * round_to))
+
+
+def _finish(s: _Structure, mode: str, metric: str, target: float, widths: tuple[int, ...],
+            **options: Any) -> PrunePlan:
+    """Rebuild the planned network, profile it and check the analytic model agrees."""
+    config = {"removed_blocks": [], "shapes": s.shapes(widths)}
+    prof = profile_model(build_model(s.arch, s.num_classes, config), s.input_shape)
+    measured = {"params": prof.params, "macs": prof.macs, "memory": sum(l.memory_bytes for l in prof.layers)}
+    if s.totals(widths) != measured:  # a bug, not a user error: never show wrong numbers
+        raise RuntimeError(f"{s.arch}: analytic complexity {s.totals(widths)} != profiled {measured}")
+    original = {**s.totals(s.widths), "peak_memory": s.peak_memory}
+    absolute = {**measured, "peak_memory": prof.peak_memory_bytes()}
+    kept = {name: (w, g.channels) for g, w in zip(s.groups, widths) for name in g.producers}
+    order = {layer.name: i for i, layer in enumerate(s.layers)}
+    return PrunePlan(
+        arch=s.arch, num_classes=s.num_classes, mode=mode, metric=metric, target=target, config=config,
+        kept=dict(sorted(kept.items(), key=lambda item: order[item[0]])),
+        achieved={k: absolute[k] / original[k] for k in absolute},
+        params=absolute["params"], macs=absolute["macs"], memory=absolute["memory"],
+        peak_memory=absolute["peak_memory"], original=original,
+        groups=tuple(g.producers for g in s.groups), **options)
+
+
+# ---- the pruned model ---------------------------------------------------------------
+
+def build(plan: PrunePlan, source: nn.Module | None = None) -> nn.Module:
+    """The physically pruned network: Torch-Pruning removes the channels from a
+    copy of `source` (an unpruned, e.g. trained, `plan.arch`; default: a fresh
+    one). In every group the filters with the largest L1 norm (summed over the
+    group's coupled layers) are kept; `source` itself is not changed."""
+    import torch_pruning as tp
+
+    s = _structure(plan.arch, plan.num_classes)
+    if source is None:
+        model = build_model(plan.arch, plan.num_classes)
+    else:
+        leftover = arch_config(source, plan.arch, plan.num_classes)
+        if leftover["shapes"] or leftover["removed_blocks"]:
+            raise ValueError(f"build() prunes an unpruned {plan.arch}; this one is already pruned")
+        model = copy.deepcopy(source)
+    modules = dict(model.named_modules())
+    device = next(model.parameters()).device
+    with torch.enable_grad():
+        graph = tp.DependencyGraph().build_dependency(
+            model, example_inputs=torch.zeros(1, *s.input_shape, device=device), verbose=False)
+    for group in s.groups:
+        keep = plan.kept[group.name][0]
+        if keep == group.channels:
+            continue
+        # L1 norm of each output filter, summed over the coupled producers: (channels,)
+        scores = sum(modules[name].weight.detach().abs().flatten(1).sum(1) for name in group.producers)
+        drop = sorted(torch.argsort(scores, stable=True)[: group.channels - keep].tolist())
+        root = modules[group.name]
+        graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, drop).prune()
+    if arch_config(model, plan.arch, plan.num_classes) != plan.config:
+        raise RuntimeError(f"{plan.arch}: the pruned model does not match the plan's config")
+    return model
+
+
+# ---- text output --------------------------------------------------------------------
+
+def format_plan(p: PrunePlan) -> str:
+    """The per-layer kept/original table and the complexity summary, for the CLI."""
+    coupled = {name: group[0] for group in p.groups if len(group) > 1 for name in group}
+    header = ("layer", "kept", "original", "kept %", "coupled group")
+    rows = [(name, str(k), str(o), f"{100 * k / o:.0f}", coupled.get(name, "")) for name, (k, o) in p.kept.items()]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if 0 < i < 4 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-" * len(line(header))
+    how = (f"mode {p.mode} (budget: {p.metric}), seed {p.seed}, step {p.step:g}, min width "
+           f"{p.min_width if p.min_width is not None else '10% of the original'}" if p.mode != "uniform"
+           else f"uniform, every width x {p.options.get('fraction', 0):.3f} before rounding (budget: {p.metric})")
+    figures = [
+        ("params", f"{p.params / 1e6:.3f} M", f"{p.original['params'] / 1e6:.3f} M", p.achieved["params"]),
+        ("MACs", f"{p.macs / 1e6:.2f} M", f"{p.original['macs'] / 1e6:.2f} M", p.achieved["macs"]),
+        ("memory", f"{p.memory / 1024:.0f} KB", f"{p.original['memory'] / 1024:.0f} KB", p.achieved["memory"]),
+        ("peak memory", f"{p.peak_memory / 1024:.0f} KB", f"{p.original['peak_memory'] / 1024:.0f} KB",
+         p.achieved["peak_memory"]),
+    ]
+    return "\n".join([
+        f"{p.arch}: {how}, round to {p.round_to}, target {p.target:g} of {p.metric}",
+        line(header), rule, *map(line, rows), rule,
+        *(f"{name:<12} {now:>12} of {before:>12}  = {fraction:.3f}" for name, now, before, fraction in figures),
+        "memory = sum over layers of weight + output activation bytes (fp32); "
+        "peak memory = weights + peak live activations (fp32, batch 1).",
+    ])
+
+
+# ---- command line: `python -m elastic prune --method complexity|uniform ...` ----------
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("complexity / uniform pruning")
+    g.add_argument("--mode", choices=list(MODES), default="FA",
+                   help="PA: parameters, FA: MACs, MA: memory; sets the share layers are sampled by "
+                        "and the metric --target applies to (uniform: the metric only) (default: %(default)s)")
+    g.add_argument("--step", type=_step_fraction, default=DEFAULT_STEP,
+                   help="fraction of a sampled layer's filters removed at a time (default: %(default)s)")
+    g.add_argument("--min-width", type=int, default=None,
+                   help="fewest channels a layer keeps (default: 10%% of its original width, at least 1)")
+    g.add_argument("--round-to", type=int, choices=ROUNDINGS, default=1,
+                   help="channel counts are multiples of this (default: %(default)s)")
+    g.add_argument("--init", choices=INITS, default="scratch",
+                   help="train the pruned network from scratch (the paper) or fine-tune the trained "
+                        "baseline's kept filters (default: %(default)s)")
+    g.add_argument("--baseline", default=None,
+                   help="trained baseline checkpoint for --init finetune (default: the one recorded "
+                        "in the results for this arch and dataset)")
+
+
+def _step_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return value
+
+
+def plan_from_args(args: argparse.Namespace, num_classes: int) -> PrunePlan:
+    if args.method == "uniform":
+        return uniform_plan(args.arch, num_classes, args.target, MODES[args.mode], round_to=args.round_to)
+    return plan(args.arch, num_classes, args.mode, args.target, step=args.step,
+                min_width=args.min_width, round_to=args.round_to, seed=args.seed)
+
+
+def run_id_for(args: argparse.Namespace) -> str:
+    parts = [args.dataset, args.arch, args.method, args.mode, f"t{args.target:g}", f"r{args.round_to}"]
+    if args.method == "complexity" and args.step != DEFAULT_STEP:
+        parts.append(f"step{args.step:g}")
+    if args.method == "complexity" and args.min_width is not None:
+        parts.append(f"min{args.min_width}")
+    parts += [args.init, f"e{args.epochs}", f"s{args.seed}"]
+    if args.data == "synthetic":
+        parts.append("synthetic")
+    return "/".join(parts)
+
+
+def run_cli(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from elastic.cli import load_data, progress_bar, recipe_from, results_path
+    from elastic.data import DATASETS
+    from elastic.results import append_row
+    from elastic.runs import checkpoint_path, find_baseline, load_model, result_row, save_model
+    from elastic.train import evaluate, pick_device, train
+
+    started = time.perf_counter()
+    if args.dry_run:
+        # Planning only runs batch-1 profiles of small nets: one thread is fastest, and
+        # on a busy CPU OpenMP workers spinning against other jobs make it many times slower.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            pruned_plan = plan_from_args(args, DATASETS.get(args.dataset).num_classes)
+        finally:
+            torch.set_num_threads(threads)
+        print(format_plan(pruned_plan))
+        print(f"planned in {time.perf_counter() - started:.1f} s (no training: --dry-run)")
+        return
+    pruned_plan = plan_from_args(args, DATASETS.get(args.dataset).num_classes)
+
+    data = load_data(args)
+    device = pick_device(args.device)
+    recipe = recipe_from(args)
+    run_id = run_id_for(args)
+    details = {**pruned_plan.details(), "init": args.init}
+    torch.manual_seed(args.seed)
+    acc_before = None
+    if args.init == "finetune":
+        path = Path(args.baseline) if args.baseline else find_baseline(args.dataset, args.arch)[0]
+        source, state = load_model(path, arch=args.arch, num_classes=data.num_classes)
+        if state.get("config", {}).get("shapes") or state.get("config", {}).get("removed_blocks"):
+            raise BadCheckpoint(f"{path} holds an already pruned {args.arch}; fine-tuning starts from a baseline")
+        model = build(pruned_plan, source).to(device)
+        acc_before = evaluate(model, data.val, data.spec, device=device)
+        details["baseline"] = str(path)
+    else:
+        model = build(pruned_plan)
+    print(format_plan(pruned_plan).splitlines()[0])
+    final = checkpoint_path(run_id)
+    result = train(model, data.train, data.spec, recipe, device=device, seed=args.seed, val_set=data.val,
+                   on_progress=progress_bar(f"{args.method} {args.mode} {args.arch}"),
+                   checkpoint=final.with_suffix(".resume.pt"))
+    save_model(final, model, args.arch, data.num_classes, args.dataset, recipe=recipe.to_dict(),
+               seed=args.seed, method=args.method, details=details)
+    row = result_row(model, args.arch, data, run_id=run_id, method=args.method, device=device,
+                     seed=args.seed, epochs=args.epochs, seconds=result.seconds,
+                     recipe={**recipe.to_dict(), "init": args.init}, label=args.label,
+                     mode=args.mode, target=args.target, details=details, acc_before_ft=acc_before)
+    append_row(results_path(args), row)
+    print(f"{run_id}: test {row['test_acc']:.2f}%, val {row['val_acc']:.2f}%, "
+          f"{row['macs'] / 1e6:.2f} M MACs ({pruned_plan.achieved['macs']:.3f}), "
+          f"{row['params'] / 1e3:.1f} K params ({pruned_plan.achieved['params']:.3f}), "
+          f"{result.seconds / 60:.1f} min. Checkpoint: {final}")
+
+
+__all__ = ["MODES", "METRICS", "ROUNDINGS", "PrunePlan", "plan", "uniform_plan", "build", "format_plan",
+           "add_options", "run_cli"]

@@ -1,10 +1,887 @@
-"""Placeholder until the method lands (being written now)."""
-from elastic.errors import ElasticError
+"""Elastic prune-and-grow (Mangal et al.): one model, several nested widths.
+
+Every prunable layer's channels are reordered by importance, so that each level
+(by default 51.2%, 64%, 80% and 100% of the channels) uses the *leading slices*
+of the shared weight tensors. The smallest level (the core) is fine-tuned first;
+then level by level the channels are added back (starting from the baseline's
+weights) and only what is new is trained, so every smaller level keeps computing
+exactly what it did. Each level has its own BatchNorm parameters and statistics
+and its own classifier head.
+
+Running level k is a pure function of (input, level): `ElasticNet.forward(x, level)`
+feeds a dict of leading-slice views (`params_at(level)`) to a functional copy of
+the network's graph. Nothing on the model is switched, so one cached model can
+serve different levels to different threads at once.
+
+Structure is found by tracing the network with torch.fx: channels joined by an
+addition (residual connections) form one group with one order; the network's
+input and output channels stay fixed. Supported layers: Conv2d (groups=1),
+Linear, BatchNorm, flatten, additions and stateless activations / pooling /
+dropout, which covers the CIFAR ResNets, VGG and AlexNet (and torchvision's
+ResNet-50 and VGG-16-BN).
+
+Levels are numbered from the smallest (0, the core) to the full width (-1).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import operator
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from elastic.data import DatasetSpec, ImageSet
+from elastic.errors import BadCheckpoint, ElasticError
+from elastic.models import ARCHS, arch_config, build_model
+from elastic.train import Progress, Recipe, TrainResult, load_checkpoint, save_checkpoint, train
+
+DEFAULT_LEVELS = (0.512, 0.64, 0.8, 1.0)
+FORMAT = "elastic-net"
+FORMAT_VERSION = 1
+
+# Modules without parameters whose output has the input's channels.
+_PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Sigmoid, nn.Tanh,
+                 nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
+_PASS_FUNCTIONS = (F.relu, torch.relu, F.relu6, F.silu, F.gelu, torch.sigmoid, torch.tanh,
+                   F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout)
+_PASS_METHODS = ("relu", "relu_", "sigmoid", "tanh", "contiguous")
+_ADDS = (operator.add, torch.add, operator.iadd)
 
 
-def add_options(parser) -> None:
-    pass
+# ---- structure: which channels are tied together ------------------------------------
+
+@dataclass(frozen=True)
+class Layer:
+    """How a conv / linear layer is sliced: the groups of its output and input
+    channels (None: fixed, never sliced) and how many input features each input
+    channel feeds (H*W for a linear layer after a flatten, else 1)."""
+    name: str
+    out_group: int | None
+    in_group: int | None
+    per_channel: int = 1
 
 
-def run_cli(args) -> None:
-    raise ElasticError("this method is not implemented yet")
+@dataclass(frozen=True)
+class Structure:
+    """The channel groups of a network. Group g has `sizes[g]` channels; every
+    layer writing it (out_group == g, added together where residuals join),
+    every batch norm over it and every layer reading it share one order."""
+    sizes: tuple[int, ...]
+    layers: tuple[Layer, ...]                    # every conv / linear, in call order
+    norms: tuple[tuple[str, int | None], ...]    # every batch norm and its group
+    heads: tuple[str, ...]                       # layers writing the model's output: one copy per level
+
+
+def channel_structure(model: nn.Module) -> Structure:
+    """Trace `model` with torch.fx and find its channel groups. Raises
+    ElasticError naming the first operation that prune-and-grow cannot slice."""
+    traced = _trace(model)
+    modules = dict(traced.named_modules())
+    parent: list[int] = []         # union-find over channel spaces
+    size: list[int] = []           # channels of each space (0: not known yet)
+
+    def new_space(channels: int) -> int:
+        parent.append(len(parent))
+        size.append(channels)
+        return len(parent) - 1
+
+    def find(space: int) -> int:
+        while parent[space] != space:
+            parent[space] = parent[parent[space]]
+            space = parent[space]
+        return space
+
+    def union(a: int, b: int, where: str) -> None:
+        a, b = find(a), find(b)
+        if a != b:
+            if size[a] and size[b] and size[a] != size[b]:
+                raise ElasticError(f"{where} adds tensors of {size[a]} and {size[b]} channels")
+            parent[b] = a
+            size[a] = size[a] or size[b]
+
+    # node -> (channel space, kind): kind "map" (N, C, H, W), "flat" (N, C*H*W) or "vec" (N, C)
+    value: dict[fx.Node, tuple[int, str]] = {}
+    layers: list[tuple[str, int, int, int]] = []    # (name, out space, in space, per channel)
+    norms: list[tuple[str, int]] = []
+    fixed_in: int | None = None
+    fixed_out: int | None = None
+    called: set[str] = set()
+
+    def source(node: fx.Node) -> tuple[int, str]:
+        arg = node.args[0] if node.args else None
+        if not isinstance(arg, fx.Node) or arg not in value:
+            raise ElasticError(f"prune-and-grow cannot follow the channels into {node.format_node()}")
+        return value[arg]
+
+    for node in traced.graph.nodes:
+        where = f"{node.op} {node.target}"
+        if node.op == "placeholder":
+            if fixed_in is not None:
+                raise ElasticError("prune-and-grow supports networks with one input")
+            fixed_in = new_space(0)
+            value[node] = (fixed_in, "map")
+        elif node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node) or out not in value:
+                raise ElasticError("prune-and-grow supports networks with one tensor output")
+            fixed_out = value[out][0]
+        elif node.op == "call_module":
+            module = modules[node.target]
+            space, kind = source(node)
+            name = str(node.target)
+            if isinstance(module, (nn.Conv2d, nn.Linear, _BatchNorm)):
+                if name in called:
+                    raise ElasticError(f"{name} is called twice; prune-and-grow needs one call per layer")
+                called.add(name)
+            if isinstance(module, nn.Conv2d):
+                if module.groups != 1 or module.padding_mode != "zeros" or kind != "map":
+                    raise ElasticError(f"{name}: prune-and-grow supports plain convolutions only "
+                                       f"(groups=1, zero padding)")
+                if size[find(space)] and size[find(space)] != module.in_channels:
+                    raise ElasticError(f"{name} reads {module.in_channels} channels, "
+                                       f"its input has {size[find(space)]}")
+                size[find(space)] = module.in_channels
+                out = new_space(module.out_channels)
+                layers.append((name, out, space, 1))
+                value[node] = (out, "map")
+            elif isinstance(module, nn.Linear):
+                if kind == "map":
+                    raise ElasticError(f"{name}: a linear layer on a feature map is not supported; flatten first")
+                channels = size[find(space)]
+                per = module.in_features // channels if channels else 1
+                if channels and (module.in_features != channels * per or (kind == "vec" and per != 1)):
+                    raise ElasticError(f"{name} reads {module.in_features} features from {channels} channels")
+                out = new_space(module.out_features)
+                layers.append((name, out, space, per))
+                value[node] = (out, "vec")
+            elif isinstance(module, _BatchNorm):
+                if not (module.affine and module.track_running_stats) or module.momentum is None:
+                    raise ElasticError(f"{name}: prune-and-grow needs batch norms with affine parameters, "
+                                       f"running statistics and a momentum")
+                norms.append((name, space))
+                value[node] = (space, kind)
+            elif isinstance(module, nn.Flatten):
+                if module.start_dim != 1 or module.end_dim != -1:
+                    raise ElasticError(f"{name}: only flatten(start_dim=1) is supported")
+                value[node] = (space, "flat" if kind == "map" else kind)
+            elif isinstance(module, _PASS_MODULES):
+                value[node] = (space, kind)
+            else:
+                raise ElasticError(f"prune-and-grow does not support {type(module).__name__} ({name})")
+        elif node.op == "call_function" and node.target in _ADDS:
+            tensors = [a for a in node.args if isinstance(a, fx.Node)]
+            if not tensors or any(a not in value for a in tensors):
+                raise ElasticError(f"prune-and-grow cannot follow {node.format_node()}")
+            first, kind = value[tensors[0]]
+            for other in tensors[1:]:
+                if value[other][1] != kind:
+                    raise ElasticError(f"{where} adds tensors of different layouts")
+                union(first, value[other][0], where)
+            value[node] = (first, kind)
+        elif node.op == "call_function" and node.target in _PASS_FUNCTIONS:
+            value[node] = source(node)
+        elif node.op == "call_function" and node.target is torch.flatten:
+            space, kind = source(node)
+            if tuple(node.args[1:]) + tuple(node.kwargs.values()) not in ((1,), (1, -1)):
+                raise ElasticError(f"{where}: only flatten(x, 1) is supported")
+            value[node] = (space, "flat" if kind == "map" else kind)
+        elif node.op == "call_method" and node.target == "flatten":
+            space, kind = source(node)
+            if tuple(node.args[1:]) + tuple(node.kwargs.values()) not in ((1,), (1, -1)):
+                raise ElasticError(f"{where}: only x.flatten(1) is supported")
+            value[node] = (space, "flat" if kind == "map" else kind)
+        elif node.op == "call_method" and node.target in _PASS_METHODS:
+            value[node] = source(node)
+        else:
+            raise ElasticError(f"prune-and-grow does not support the operation {node.format_node()}; "
+                               f"supported: conv, linear, batch norm, additions, flatten, "
+                               f"activations, pooling, dropout")
+    if fixed_in is None or fixed_out is None:
+        raise ElasticError("prune-and-grow found no input or output in the traced network")
+
+    fixed = {find(fixed_in), find(fixed_out)}
+    groups: dict[int, int] = {}                     # root space -> group index, in call order
+    for _, out, _, _ in layers:
+        root = find(out)
+        if root not in fixed and root not in groups:
+            groups[root] = len(groups)
+
+    def group(space: int) -> int | None:
+        return groups.get(find(space))
+
+    return Structure(
+        sizes=tuple(size[root] for root in groups),
+        layers=tuple(Layer(name, group(out), group(inp), per) for name, out, inp, per in layers),
+        norms=tuple((name, group(space)) for name, space in norms),
+        heads=tuple(name for name, out, _, _ in layers if find(out) == find(fixed_out)),
+    )
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as err:  # fx raises many types; all mean "not traceable"
+        raise ElasticError(f"prune-and-grow cannot trace {type(model).__name__} with torch.fx: "
+                           f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
+def _functional(model: nn.Module) -> fx.GraphModule:
+    """The network as a pure function `f(x, params, training)`: every conv,
+    linear and batch norm reads its tensors from `params` (a dict keyed like the
+    model's state dict) instead of from its module. Stateless modules (ReLU,
+    pooling) are called as they are; dropout becomes F.dropout(training)."""
+    traced = _trace(model)
+    modules = dict(traced.named_modules())
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    params = graph.placeholder("params")
+    training = graph.placeholder("training")
+    env: dict[fx.Node, Any] = {}
+
+    def tensor(name: str) -> fx.Node:
+        return graph.call_function(operator.getitem, (params, name))
+
+    for node in traced.graph.nodes:
+        name = str(node.target)
+        if node.op == "placeholder":
+            env[node] = x
+        elif node.op == "output":
+            graph.output(fx.map_arg(node.args[0], env.__getitem__))
+        elif node.op == "call_module":
+            module = modules[name]
+            (inp,) = fx.map_arg(node.args, env.__getitem__)
+            bias = tensor(f"{name}.bias") if getattr(module, "bias", None) is not None else None
+            if isinstance(module, nn.Conv2d):
+                env[node] = graph.call_function(F.conv2d, (inp, tensor(f"{name}.weight"), bias, module.stride,
+                                                           module.padding, module.dilation, module.groups))
+            elif isinstance(module, nn.Linear):
+                env[node] = graph.call_function(F.linear, (inp, tensor(f"{name}.weight"), bias))
+            elif isinstance(module, _BatchNorm):
+                env[node] = graph.call_function(F.batch_norm, (
+                    inp, tensor(f"{name}.running_mean"), tensor(f"{name}.running_var"),
+                    tensor(f"{name}.weight"), bias, training, module.momentum, module.eps))
+            elif isinstance(module, nn.Dropout):
+                env[node] = graph.call_function(F.dropout, (inp, module.p, training, module.inplace))
+            else:
+                env[node] = graph.call_module(name, (inp,))
+        else:
+            env[node] = graph.node_copy(node, env.__getitem__)
+    return fx.GraphModule(traced, graph, class_name="ElasticFunctional")
+
+
+# ---- the elastic network ------------------------------------------------------------
+
+def level_channels(sizes: Sequence[int], widths: Sequence[float]) -> list[tuple[int, ...]]:
+    """Channels of every group at every width: round(size * width), at least 1."""
+    return [tuple(max(1, int(size * width + 0.5)) for size in sizes) for width in widths]
+
+
+def check_widths(widths: Sequence[float]) -> tuple[float, ...]:
+    """Sorted, distinct fractions in (0, 1] that include 1 (the full network)."""
+    out = tuple(sorted({float(w) for w in widths}))
+    if not out or out[0] <= 0 or out[-1] != 1.0:
+        raise ElasticError(f"levels must be fractions in (0, 1] that include 1 (the full width), "
+                           f"got {list(widths)}")
+    return out
+
+
+class ElasticNet(nn.Module):
+    """A network holding nested subnetworks at several widths.
+
+    `base` is the full-width network (channels already in importance order); its
+    conv / linear weights are shared by all levels, its batch norms and head are
+    the full level's own. Every smaller level k has its own batch norms and heads
+    in `levels[k]`. `forward(x, level)` never changes the module.
+    """
+
+    def __init__(self, base: nn.Module, arch: str, num_classes: int, widths: Sequence[float],
+                 structure: Structure | None = None) -> None:
+        super().__init__()
+        self.base = base
+        self.arch = arch
+        self.num_classes = num_classes
+        self.widths = check_widths(widths)
+        self.structure = structure or channel_structure(base)
+        self.channels = level_channels(self.structure.sizes, self.widths)
+        own = [name for name, _ in self.structure.norms] + list(self.structure.heads)
+        self._own_names = tuple(own)
+        self.levels = nn.ModuleList(
+            nn.ModuleDict({_key(name): self._sliced_copy(name, k) for name in own})
+            for k in range(self.num_levels - 1))
+        self.__dict__["_fn"] = _functional(base)     # not a submodule: it holds no tensors
+        self._shared = tuple((layer, base.get_submodule(layer.name)) for layer in self.structure.layers
+                             if layer.name not in self.structure.heads)
+        self._views: list[dict[str, Tensor]] | None = None
+        self._configs = self._level_configs()
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.widths)
+
+    def index(self, level: int) -> int:
+        """Level number in 0..num_levels-1 (negative counts from the full width)."""
+        k = level + self.num_levels if level < 0 else level
+        if not 0 <= k < self.num_levels:
+            raise ElasticError(f"level {level} does not exist; this model has levels 0..{self.num_levels - 1}")
+        return k
+
+    def forward(self, x: Tensor, level: int = -1) -> Tensor:
+        # Under autograd the views are made afresh so gradients reach the shared tensors.
+        params = self.level_params(level) if torch.is_grad_enabled() else self.params_at(level)
+        return self._fn.forward(x, params, self.training)
+
+    def own_modules(self, level: int) -> dict[str, nn.Module]:
+        """The batch norms and heads that belong to `level` alone, by base name."""
+        k = self.index(level)
+        if k == self.num_levels - 1:
+            return {name: self.base.get_submodule(name) for name in self._own_names}
+        return {name: self.levels[k][_key(name)] for name in self._own_names}
+
+    def level_params(self, level: int, *, detach: bool = False) -> dict[str, Tensor]:
+        """Every tensor of `base`'s state dict as used at `level`, made now: leading
+        slices (views) of the shared conv / linear weights, the level's own batch
+        norm tensors and head. `detach`: views without autograd links."""
+        k = self.index(level)
+        channels = self.channels[k]
+        params: dict[str, Tensor] = {}
+        for layer, module in self._shared:
+            weight, bias = module.weight, module.bias
+            if detach:
+                weight, bias = weight.detach(), (bias.detach() if bias is not None else None)
+            out = channels[layer.out_group] if layer.out_group is not None else weight.shape[0]
+            inp = channels[layer.in_group] * layer.per_channel if layer.in_group is not None else weight.shape[1]
+            params[f"{layer.name}.weight"] = weight[:out, :inp]   # (out, in, kh, kw): a view
+            if bias is not None:
+                params[f"{layer.name}.bias"] = bias[:out]
+        for name, module in self.own_modules(k).items():
+            for attr, tensor in (*module._parameters.items(), *module._buffers.items()):
+                if tensor is not None:
+                    params[f"{name}.{attr}"] = tensor.detach() if detach else tensor
+        return params
+
+    def params_at(self, level: int) -> dict[str, Tensor]:
+        """Level `level`'s tensors for inference: views made once and kept (no
+        copies, no autograd links). Do not modify the dict."""
+        views = self._views
+        if views is None:
+            views = [self.level_params(k, detach=True) for k in range(self.num_levels)]
+            self._views = views
+        return views[self.index(level)]
+
+    def level_config(self, level: int) -> dict[str, Any]:
+        """`arch_config` of level `level`: `build_model(arch, num_classes, config)`
+        builds its standalone structure."""
+        return copy.deepcopy(self._configs[self.index(level)])
+
+    def _level_configs(self) -> list[dict[str, Any]]:
+        reference = {name: _shape(module) for name, module in ARCHS.get(self.arch).build(self.num_classes)
+                     .named_modules()}
+        removed = arch_config(self.base, self.arch, self.num_classes)["removed_blocks"]
+        configs = []
+        for k in range(self.num_levels):
+            params = self.level_params(k, detach=True)
+            shapes = {}
+            for name, module in self.base.named_modules():
+                if _shape(module) is None:
+                    continue
+                weight = params[f"{name}.weight"]
+                shape = [weight.shape[0]] if isinstance(module, _BatchNorm) else [weight.shape[1], weight.shape[0]]
+                if shape != reference.get(name):
+                    shapes[name] = shape
+            configs.append({"removed_blocks": list(removed), "shapes": shapes})
+        return configs
+
+    def _sliced_copy(self, name: str, level: int) -> nn.Module:
+        """A copy of base module `name` cut to level `level`'s channels."""
+        module = self.base.get_submodule(name)
+        channels = self.channels[level]
+        if isinstance(module, _BatchNorm):
+            group = dict(self.structure.norms)[name]
+            n = channels[group] if group is not None else module.num_features
+            new: nn.Module = type(module)(n, module.eps, module.momentum)
+        else:
+            layer = next(layer for layer in self.structure.layers if layer.name == name)
+            inp = (channels[layer.in_group] * layer.per_channel if layer.in_group is not None
+                   else module.weight.shape[1])
+            if isinstance(module, nn.Linear):
+                new = nn.Linear(inp, module.out_features, module.bias is not None)
+            else:
+                new = nn.Conv2d(inp, module.out_channels, module.kernel_size, module.stride,
+                                module.padding, module.dilation, 1, module.bias is not None)
+        _copy_leading(module, new)
+        return new.to(module.weight.device, module.weight.dtype)
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .float() may replace tensors
+        self._views = None
+        result = super()._apply(fn, *args, **kwargs)
+        self._views = None
+        return result
+
+    def _load_from_state_dict(self, *args, **kwargs):  # load_state_dict(assign=True) replaces tensors
+        self._views = None
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_views"] = None
+        return state
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch}, widths={list(self.widths)}"
+
+
+class LevelView(nn.Module):
+    """One level of an elastic model as a module, for the training engine,
+    `evaluate` and the profiler. Shares everything with the model."""
+
+    def __init__(self, model: ElasticNet, level: int) -> None:
+        super().__init__()
+        self.model = model
+        self.level = model.index(level)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x, self.level)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "-")     # module names never contain "-"
+
+
+def _shape(module: nn.Module) -> list[int] | None:
+    """The shape `arch_config` records for a module."""
+    if isinstance(module, nn.Conv2d):
+        return [module.in_channels, module.out_channels]
+    if isinstance(module, nn.Linear):
+        return [module.in_features, module.out_features]
+    if isinstance(module, nn.BatchNorm2d):
+        return [module.num_features]
+    return None
+
+
+@torch.no_grad()
+def _copy_leading(source: nn.Module, target: nn.Module) -> None:
+    """Copy the leading slice of each of `source`'s tensors into the tensor of the
+    same name in `target`, as much as the smaller of the two holds."""
+    src = source.state_dict(keep_vars=True)
+    for name, tensor in target.state_dict(keep_vars=True).items():
+        if tensor.dim() == 0:
+            tensor.copy_(src[name])
+            continue
+        region = tuple(slice(0, min(a, b)) for a, b in zip(tensor.shape, src[name].shape))
+        tensor[region].copy_(src[name][region])
+
+
+# ---- prune: rank, reorder, build -----------------------------------------------------
+
+def filter_importance(model: nn.Module, structure: Structure, group: int, importance: str = "l2") -> Tensor:
+    """Score of each channel of `group`: the L2 (or L1) norm of the filters that
+    write it, summed over the layers tied by residual additions."""
+    p = {"l2": 2, "l1": 1}.get(importance)
+    if p is None:
+        raise ElasticError(f"unknown importance {importance!r}; use l2 or l1")
+    score = torch.zeros(structure.sizes[group])
+    for layer in structure.layers:
+        if layer.out_group == group:
+            weight = model.get_submodule(layer.name).weight.detach()
+            score += weight.flatten(1).norm(p=p, dim=1).float().cpu()
+    return score
+
+
+@torch.no_grad()
+def reorder_channels(model: nn.Module, structure: Structure, group: int, order: Tensor) -> None:
+    """Put the channels of `group` in `order`, in place: the writers' filters,
+    the batch norms and the readers' input channels move together, so the
+    network computes the same function."""
+    order = order.to(torch.long)
+    for layer in structure.layers:
+        module = model.get_submodule(layer.name)
+        if layer.out_group == group:
+            module.weight.copy_(module.weight[order.to(module.weight.device)])
+            if module.bias is not None:
+                module.bias.copy_(module.bias[order.to(module.bias.device)])
+        if layer.in_group == group:
+            # A linear layer after a flatten reads per_channel features per channel, channel-major.
+            idx = (order[:, None] * layer.per_channel + torch.arange(layer.per_channel)).flatten()
+            module.weight.copy_(module.weight[:, idx.to(module.weight.device)])
+    for name, norm_group in structure.norms:
+        if norm_group == group:
+            module = model.get_submodule(name)
+            for tensor in (module.weight, module.bias, module.running_mean, module.running_var):
+                tensor.copy_(tensor[order.to(tensor.device)])
+
+
+def build_elastic(base_model: nn.Module, arch: str, num_classes: int,
+                  widths: Sequence[float] = DEFAULT_LEVELS, importance: str = "l2") -> ElasticNet:
+    """The prune step: a copy of `base_model` with every channel group sorted by
+    importance (most important first), wrapped as an elastic network whose level
+    k uses the leading `widths[k]` of every group. Every level starts from the
+    baseline's weights; the full level computes what `base_model` does."""
+    base = copy.deepcopy(base_model)
+    structure = channel_structure(base)
+    for group in range(len(structure.sizes)):
+        score = filter_importance(base, structure, group, importance)
+        reorder_channels(base, structure, group, torch.argsort(score, descending=True, stable=True))
+    return ElasticNet(base, arch, num_classes, widths, structure)
+
+
+def extract(model: ElasticNet, level: int) -> nn.Module:
+    """Level `level` as a standalone plain model with real, smaller tensors
+    (built with `build_model(arch, num_classes, level_config)`), in eval mode."""
+    small = build_model(model.arch, model.num_classes, model.level_config(level))
+    small.load_state_dict(model.params_at(level))   # copies the values
+    device = next(model.parameters()).device
+    return small.to(device).eval()
+
+
+def switch_time_us(model: ElasticNet, level: int, repeats: int = 200) -> float:
+    """Median microseconds to prepare level `level`'s parameter views from
+    scratch (what `params_at` precomputes; a cached switch is a list lookup)."""
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            model.level_params(level, detach=True)
+            times.append(time.perf_counter_ns() - start)
+    return statistics.median(times) / 1000
+
+
+def latency_ms(fn: Callable[[Tensor], Tensor], x: Tensor, repeats: int = 30) -> float:
+    """Median milliseconds of `fn(x)` without autograd, after a warm-up call."""
+    times = []
+    with torch.no_grad():
+        fn(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+# ---- grow: train one level, keep the rest exactly fixed --------------------------------
+
+@contextmanager
+def _only_new_trainable(model: ElasticNet, level: int) -> Iterator[Callable[[], None]]:
+    """Inside the block only what level `level` adds is trainable: its own batch
+    norms and heads and, of each shared tensor, the slice it uses beyond level
+    `level - 1` (all of level 0's slice for the core). Yields the `after_step`
+    that writes every other entry of the shared tensors back after each
+    optimizer step, which undoes weight decay and momentum on them exactly."""
+    k = model.index(level)
+    used, below = model.level_params(k), (model.level_params(k - 1) if k else {})
+    masks: list[tuple[Tensor, Tensor]] = []          # (shared tensor, trainable entries)
+    for layer, module in model._shared:
+        for attr in ("weight", "bias"):
+            tensor = getattr(module, attr)
+            if tensor is None:
+                continue
+            name = f"{layer.name}.{attr}"
+            mask = torch.zeros(tensor.shape, dtype=torch.bool, device=tensor.device)
+            mask[tuple(slice(0, n) for n in used[name].shape)] = True
+            if name in below:
+                mask[tuple(slice(0, n) for n in below[name].shape)] = False
+            masks.append((tensor, mask))
+    frozen = [tensor.detach().clone() for tensor, _ in masks]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for tensor, mask in masks:
+        tensor.requires_grad_(bool(mask.any()))
+    for module in model.own_modules(k).values():
+        for p in module.parameters():
+            p.requires_grad_(True)
+
+    @torch.no_grad()
+    def after_step() -> None:
+        for (tensor, mask), old in zip(masks, frozen):
+            tensor.copy_(torch.where(mask, tensor, old))
+
+    try:
+        yield after_step
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def train_level(model: ElasticNet, level: int, train_set: ImageSet, spec: DatasetSpec, recipe: Recipe, *,
+                device: torch.device | str = "cpu", seed: int = 0, val_set: ImageSet | None = None,
+                on_progress: Callable[[Progress], None] | None = None,
+                checkpoint: Path | None = None) -> TrainResult:
+    """Train level `level` in place: the core (level 0) entirely, a larger level
+    only in what it adds. Every tensor a smaller level uses (and every entry only
+    larger levels use) ends bit-identical to how it started."""
+    model.to(device)
+    with _only_new_trainable(model, level) as after_step:
+        return train(LevelView(model, level), train_set, spec, recipe, device=device, seed=seed,
+                     val_set=val_set, on_progress=on_progress, checkpoint=checkpoint, after_step=after_step)
+
+
+@torch.no_grad()
+def grow_level(model: ElasticNet, level: int) -> None:
+    """Start level `level` (>= 1) from the level below: its batch norms and heads
+    take level `level - 1`'s values for the channels they share; the added
+    channels keep the baseline's values (which `train_level` never touched)."""
+    k = model.index(level)
+    if k == 0:
+        raise ElasticError("level 0 is the core; it is trained, not grown")
+    below = model.own_modules(k - 1)
+    for name, module in model.own_modules(k).items():
+        _copy_leading(below[name], module)
+
+
+def train_joint(model: ElasticNet, train_set: ImageSet, spec: DatasetSpec, recipe: Recipe, *,
+                device: torch.device | str = "cpu", seed: int = 0, val_set: ImageSet | None = None,
+                on_progress: Callable[[Progress], None] | None = None,
+                checkpoint: Path | None = None) -> TrainResult:
+    """The slimmable-network comparison: every level in every step, the sum of
+    their losses, all weights trainable. Validation accuracy is the full level's."""
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return sum(criterion(m(x, level), y) for level in range(model.num_levels))
+
+    return train(model, train_set, spec, recipe, device=device, seed=seed, val_set=val_set,
+                 on_progress=on_progress, checkpoint=checkpoint, loss_fn=loss_fn)
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+
+def save_elastic(path: Path | str, model: ElasticNet, **meta: Any) -> None:
+    """Tensors and plain data only (loadable with weights_only=True): the
+    architecture, class count, base config, widths, channels per level and the
+    state dict, plus `meta` (plain values)."""
+    save_checkpoint(path, {
+        "format": FORMAT, "version": FORMAT_VERSION, "arch": model.arch, "num_classes": model.num_classes,
+        "config": arch_config(model.base, model.arch, model.num_classes), "levels": list(model.widths),
+        "channels": [list(c) for c in model.channels],
+        "level_configs": [model.level_config(k) for k in range(model.num_levels)],
+        "state": {name: t.detach().cpu() for name, t in model.state_dict().items()},
+        "meta": {**model.meta, **meta},
+    })
+
+
+def load_elastic(path: Path | str, device: torch.device | str = "cpu") -> ElasticNet:
+    """Rebuild an elastic network saved by `save_elastic`; raises BadCheckpoint
+    for anything else. The saved `meta` is in `model.meta`."""
+    state = load_checkpoint(path, device)
+    if state.get("format") != FORMAT:
+        raise BadCheckpoint(f"{path} is not an elastic checkpoint (write one with python -m elastic grow)")
+    if int(state.get("version", 0)) > FORMAT_VERSION:
+        raise BadCheckpoint(f"{path} was written by a newer version (format {state['version']})")
+    try:
+        arch, num_classes = state["arch"], int(state["num_classes"])
+        if arch not in ARCHS:
+            raise BadCheckpoint(f"{path} is for architecture {arch!r}, which is not supported")
+        model = ElasticNet(build_model(arch, num_classes, state.get("config")), arch, num_classes, state["levels"])
+        configs = [model.level_config(k) for k in range(model.num_levels)]
+        if [list(c) for c in model.channels] != state["channels"] or configs != state["level_configs"]:
+            raise BadCheckpoint(f"{path}: its channels per level do not match the {arch} structure")
+        model.load_state_dict(state["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()
+        raise BadCheckpoint(f"{path}: not a valid elastic checkpoint ({first[-1] if first else err!r})") from None
+    except ElasticError as err:
+        if isinstance(err, BadCheckpoint):
+            raise
+        raise BadCheckpoint(f"{path}: {err}") from None
+    model.meta = dict(state.get("meta", {}))
+    return model.to(device).eval()
+
+
+# ---- command line (the edge: data, checkpoints, results) -----------------------------
+
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        return check_widths([float(part) for part in text.split(",") if part.strip()])
+    except (ValueError, ElasticError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m elastic grow`."""
+    group = parser.add_argument_group("prune-and-grow")
+    group.add_argument("--levels", type=_levels, default=DEFAULT_LEVELS,
+                       help="width of each level as a fraction of every layer's channels "
+                            "(default: 1,0.8,0.64,0.512: three pruning steps of 20%%)")
+    group.add_argument("--baseline", default=None,
+                       help="checkpoint of the trained network to start from "
+                            "(default: the trained baseline of --arch on --dataset)")
+    group.add_argument("--importance", choices=["l2", "l1"], default="l2",
+                       help="filter norm that ranks channels (default: %(default)s)")
+    group.add_argument("--core-epochs", type=int, default=None,
+                       help="epochs fine-tuning the smallest level (default: half of --epochs)")
+    group.add_argument("--grow-epochs", type=int, default=None,
+                       help="epochs training each grown level (default: the other half of --epochs, "
+                            "split over the grown levels, at least 1)")
+    group.add_argument("--joint", action="store_true",
+                       help="instead, train all levels jointly for --epochs (slimmable style; "
+                            "method elastic-joint)")
+    group.add_argument("--ship", action="store_true",
+                       help="write the elastic checkpoint to cached_results/checkpoints (shipped with "
+                            "the app) instead of the cache folder")
+    group.add_argument("--eval-level", default=None, metavar="K",
+                       help="do not train: evaluate level K (0 = smallest, -1 = full, or 'all') of "
+                            "--checkpoint and time its switch and inference")
+    group.add_argument("--checkpoint", default=None, help="elastic checkpoint for --eval-level")
+    # Fine-tuning from a trained network wants a gentler peak than training from scratch.
+    parser.set_defaults(lr=0.05)
+
+
+def schedule(epochs: int, core_epochs: int | None, grow_epochs: int | None, num_levels: int) -> tuple[int, int]:
+    """(core epochs, epochs per grown level): by default half of `epochs` for the
+    core and the other half split over the grown levels (at least 1 each)."""
+    core = max(1, epochs // 2) if core_epochs is None else core_epochs
+    grow = max(1, (epochs - core) // max(num_levels - 1, 1)) if grow_epochs is None else grow_epochs
+    if core < 0 or grow < 0:
+        raise ElasticError("--core-epochs and --grow-epochs must be 0 or more")
+    return core, grow
+
+
+def run_prefix(args: argparse.Namespace, core: int, grow: int) -> str:
+    """The run id without the level."""
+    if args.joint:
+        prefix = f"{args.dataset}/{args.arch}/elastic-joint/e{args.epochs}/s{args.seed}"
+    else:
+        prefix = f"{args.dataset}/{args.arch}/elastic/c{core}g{grow}/s{args.seed}"
+    if tuple(args.levels) != DEFAULT_LEVELS:
+        prefix += "/levels" + "-".join(f"{w:g}" for w in args.levels)
+    if args.importance != "l2":
+        prefix += f"/{args.importance}"
+    if args.data == "synthetic":
+        prefix += "/synthetic"
+    return prefix
+
+
+def run_cli(args: argparse.Namespace) -> None:
+    """Prune, train the core, grow level by level (or train jointly); one results
+    row per level and one elastic checkpoint."""
+    from elastic.cli import load_data, progress_bar, results_path
+    from elastic.results import RESULTS_DIR, append_row
+    from elastic.runs import checkpoint_path, find_baseline, load_model, result_row
+    from elastic.train import evaluate, pick_device
+
+    if args.eval_level is not None:
+        return _run_eval(args)
+    if args.checkpoint:
+        raise ElasticError("--checkpoint is for --eval-level; training writes its own checkpoint")
+    device = pick_device(args.device)
+    widths = tuple(args.levels)
+    core_epochs, grow_epochs = schedule(args.epochs, args.core_epochs, args.grow_epochs, len(widths))
+    baseline = args.baseline or find_baseline(args.dataset, args.arch)[0]
+    data = load_data(args)
+    base, _ = load_model(baseline, arch=args.arch, num_classes=data.num_classes, device=device)
+    model = build_elastic(base, args.arch, data.num_classes, widths, args.importance).to(device)
+    method = "elastic-joint" if args.joint else "elastic"
+    prefix = run_prefix(args, core_epochs, grow_epochs)
+    resume = checkpoint_path(prefix)                     # + .levelK.resume.pt: per-epoch resume files
+    final = RESULTS_DIR / "checkpoints" / resume.name if args.ship else resume
+    options = {"levels": list(widths), "importance": args.importance, "baseline": str(baseline),
+               "joint": args.joint, "core_epochs": core_epochs, "grow_epochs": grow_epochs}
+    meta = {"dataset": args.dataset, "method": method, "run": prefix, "options": options}
+
+    def recipe_for(epochs: int) -> Recipe:
+        return Recipe(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, train_subset=args.train_subset)
+
+    def val_acc(level: int) -> float:
+        return evaluate(LevelView(model, level), data.val, data.spec, device=device)
+
+    def write_row(level: int, epochs: int, stage_epochs: int, seconds: float, acc_before: float,
+                  history: list[dict[str, float]]) -> None:
+        switch_us = switch_time_us(model, level)
+        row = result_row(
+            extract(model, level), args.arch, data, run_id=f"{prefix}/level{level}", method=method,
+            device=device, seed=args.seed, epochs=epochs, seconds=seconds,
+            recipe={**recipe_for(stage_epochs).to_dict(), **options}, level=str(level),
+            acc_before_ft=acc_before, label=args.label,
+            details={"width": widths[level], "levels": list(widths), "channels": list(model.channels[level]),
+                     "switch_us": round(switch_us, 2), "checkpoint": _shown(final), "history": history})
+        append_row(results_path(args), row)
+        print(f"level {level} (width {widths[level]:g}): val {acc_before:.2f}% before training, "
+              f"{row['val_acc']:.2f}% after (test {row['test_acc']:.2f}%), {row['macs'] / 1e6:.1f} M MACs, "
+              f"switch {switch_us:.1f} us")
+
+    if args.joint:
+        before = [val_acc(k) for k in range(len(widths))]
+        result = train_joint(model, data.train, data.spec, recipe_for(args.epochs), device=device,
+                             seed=args.seed, val_set=data.val, on_progress=progress_bar("joint"),
+                             checkpoint=resume.with_suffix(".resume.pt"))
+        save_elastic(final, model, **meta, trained_levels=len(widths))
+        for k in range(len(widths)):
+            write_row(k, args.epochs, args.epochs, result.seconds, before[k], result.history)
+    else:
+        seconds = 0.0
+        for k in range(len(widths)):
+            if k:
+                grow_level(model, k)
+            before = val_acc(k)
+            epochs = grow_epochs if k else core_epochs
+            result = TrainResult()
+            if epochs:
+                result = train_level(model, k, data.train, data.spec, recipe_for(epochs), device=device,
+                                     seed=args.seed, val_set=data.val,
+                                     on_progress=progress_bar("core" if k == 0 else f"grow level {k}"),
+                                     checkpoint=resume.with_suffix(f".level{k}.resume.pt"))
+            seconds += result.seconds
+            # Level k is final now: growing the larger levels never changes what it computes.
+            save_elastic(final, model, **meta, trained_levels=k + 1)
+            write_row(k, core_epochs + k * grow_epochs, epochs, seconds, before, result.history)
+    print(f"{prefix}: {len(widths)} levels; checkpoint {final}; rows in {results_path(args)}")
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    from elastic.data import REPO_ROOT
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    """`--eval-level K --checkpoint PATH`: accuracy, switch time and batch-1
+    latency of one level (or all), elastic and extracted."""
+    from elastic.cli import load_data
+    from elastic.profile import count_macs
+    from elastic.train import evaluate, pick_device
+
+    if not args.checkpoint:
+        raise ElasticError("--eval-level needs --checkpoint PATH (an elastic checkpoint)")
+    device = pick_device(args.device)
+    model = load_elastic(args.checkpoint, device)
+    data = load_data(args)
+    if model.num_classes != data.num_classes:
+        raise ElasticError(f"{args.checkpoint} has {model.num_classes} classes, {args.dataset} has {data.num_classes}")
+    if args.eval_level == "all":
+        levels = list(range(model.num_levels))
+    else:
+        try:
+            levels = [model.index(int(args.eval_level))]
+        except ValueError:
+            raise ElasticError(f"--eval-level takes a level number or 'all', not {args.eval_level!r}") from None
+    size = data.spec.input_size
+    x = torch.randn(1, 3, size, size, device=device)
+    print(f"{args.checkpoint}: {model.arch}, levels {', '.join(f'{w:g}' for w in model.widths)}")
+    for k in levels:
+        view = LevelView(model, k).eval()
+        small = extract(model, k)
+        acc = evaluate(view, data.test, data.spec, device=device)
+        print(f"level {k} (width {model.widths[k]:g}): test {acc:.2f}%, "
+              f"{count_macs(view, (3, size, size)) / 1e6:.1f} M MACs, "
+              f"switch {switch_time_us(model, k):.1f} us, "
+              f"batch-1 latency {latency_ms(view, x):.2f} ms elastic, {latency_ms(small, x):.2f} ms extracted")
+
+
+__all__ = ["DEFAULT_LEVELS", "ElasticNet", "Layer", "LevelView", "Structure", "build_elastic",
+           "channel_structure", "check_widths", "extract", "filter_importance", "grow_level",
+           "latency_ms", "level_channels", "load_elastic", "reorder_channels", "save_elastic",
+           "switch_time_us", "train_joint", "train_level", "add_options", "run_cli"]

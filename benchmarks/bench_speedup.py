@@ -1,0 +1,126 @@
+"""Is half the MACs twice as fast? Measured CPU speed-up (batch 1) of ResNet-56
+for CIFAR-10 at about 2x fewer MACs, for each compression method, against its
+MAC ratio. efficiency = speed-up / MAC ratio (1.0: latency falls in proportion
+to MACs; flagged below elastic.deploy.INEFFICIENT_BELOW).
+
+Configurations (fresh weights: latency does not depend on their values):
+- complexity FA / PA / MA at target 0.5 (`complexity.plan`; PA and MA budget
+  parameters and memory, so their MACs differ), and FA with widths rounded to 8;
+- uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded to 8;
+- block removal: 12 of the 24 candidate blocks (every other one, so 4 per stage);
+- the elastic 64% level (`grow.build_elastic(...).level_config`).
+Where a method's module has not landed, the configuration is built here from
+widths (see bench_rounding.scaled_config) or block names.
+
+Latency is measured twice by default: eager PyTorch, and the verified ONNX export
+in onnxruntime (BatchNorm folded, as deployed).
+
+    nice -n 10 python benchmarks/bench_speedup.py [--threads 1] [--rounds 8] [--repeats 25]
+                                                  [--runtime torch onnxruntime]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_rounding import (INPUT, NUM_CLASSES, complexity_available, format_table,  # noqa: E402
+                            planner, scaled_config)
+from elastic.deploy import INEFFICIENT_BELOW, measure_latencies, speedup_efficiency  # noqa: E402
+from elastic.models import build_model  # noqa: E402
+from elastic.profile import count_macs  # noqa: E402
+
+ARCH = "resnet56"
+TARGET = 0.5
+ELASTIC_WIDTH = 0.64
+
+
+def block_removal_config(arch: str = ARCH, remove: int = 12) -> dict:
+    """Every other candidate block removed, `remove` in all."""
+    model = build_model(arch, NUM_CLASSES)
+    try:
+        from elastic.methods.blocks import candidate_blocks
+        candidates = candidate_blocks(model, INPUT)
+    except ImportError:
+        # Elements k > 0 of each stage's Sequential keep the width and resolution.
+        candidates = [f"{stage}.{k}" for stage, seq in model.named_children()
+                      if stage.startswith("layer") for k in range(1, len(seq))]
+    chosen = candidates[1::2][:remove]
+    if len(chosen) < remove:
+        chosen += [c for c in candidates if c not in chosen][: remove - len(chosen)]
+    return {"removed_blocks": chosen, "shapes": {}}
+
+
+def elastic_config(arch: str = ARCH, width: float = ELASTIC_WIDTH) -> dict:
+    """The plain model of the elastic level at `width` of every group's channels."""
+    try:
+        from elastic.methods import grow
+        return grow.build_elastic(build_model(arch, NUM_CLASSES), arch, NUM_CLASSES,
+                                  widths=(width, 1.0)).level_config(0)
+    except (ImportError, AttributeError):
+        return scaled_config(arch, width)
+
+
+def configurations() -> dict[str, dict]:
+    configs = {"baseline": {}}
+    for mode in ("FA", "PA", "MA"):
+        configs[f"complexity {mode} 0.5"] = planner(mode)(ARCH, TARGET, 1)
+    configs["complexity FA 0.5, round 8"] = planner("FA")(ARCH, TARGET, 8)
+    configs["uniform 0.5"] = planner("uniform")(ARCH, TARGET, 1)
+    configs["uniform 0.5, round 8"] = planner("uniform")(ARCH, TARGET, 8)
+    configs["block removal 12/24"] = block_removal_config()
+    configs[f"elastic {ELASTIC_WIDTH:.0%} level"] = elastic_config()
+    return configs
+
+
+def speedup_rows(macs: dict[str, int], lat: dict) -> list[dict]:
+    """One table row per configuration, against the "baseline" entry."""
+    base = lat["baseline"]
+    rows = []
+    for name in macs:
+        efficiency = speedup_efficiency(base.median_ms, lat[name].median_ms, macs["baseline"], macs[name])
+        rows.append({
+            "method": name, "MACs (M)": macs[name] / 1e6, "MAC ratio": macs["baseline"] / macs[name],
+            "median ms": lat[name].median_ms, "p10 ms": lat[name].p10_ms,
+            "speed-up": base.median_ms / lat[name].median_ms, "efficiency": efficiency,
+            "eff. (p10)": speedup_efficiency(base.p10_ms, lat[name].p10_ms, macs["baseline"], macs[name]),
+            "flag": "inefficient" if efficiency < INEFFICIENT_BELOW else "",
+        })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=25)
+    p.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch", "onnxruntime"],
+                   help="eager PyTorch and / or the ONNX export in onnxruntime (default: both)")
+    args = p.parse_args(argv)
+
+    configs = configurations()
+    models = {name: build_model(ARCH, NUM_CLASSES, config) for name, config in configs.items()}
+    macs = {name: count_macs(model, INPUT) for name, model in models.items()}
+    if not complexity_available():
+        print("note: elastic.methods.complexity has no plan(): complexity rows are uniform thinning")
+    for runtime in args.runtime:
+        lat = measure_latencies(models, INPUT, threads=args.threads, rounds=args.rounds, repeats=args.repeats,
+                                runtime=runtime)
+        base = lat["baseline"]
+        rows = speedup_rows(macs, lat)
+        print(f"\n{ARCH}, CIFAR-10 input, {runtime} on the CPU, batch 1, {base.threads} thread(s), "
+              f"{args.rounds} interleaved rounds x {args.repeats} passes ({base.repeats} per model), "
+              f"fresh weights; {base.host}")
+        print("speed-up and efficiency from medians; eff. (p10) from the 10th percentiles, "
+              "which a busy machine disturbs less")
+        print(format_table(rows, ["method", "MACs (M)", "MAC ratio", "median ms", "p10 ms",
+                                  "speed-up", "efficiency", "eff. (p10)", "flag"]))
+        best = max(rows[1:], key=lambda r: r["efficiency"])
+        print(f"best efficiency ({runtime}): {best['method']} {best['efficiency']:.2f} (aim: >= 0.85)")
+
+
+if __name__ == "__main__":
+    main()

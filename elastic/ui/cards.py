@@ -1,0 +1,77 @@
+"""Cards that explain a choice: which configuration, what it saves against the
+baseline, whether it fits the device, and how its numbers were made."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from elastic import explore
+from elastic.explore import METRICS, Pick
+
+
+def best_card(pick: Pick, frame: pd.DataFrame) -> None:
+    """The chosen configuration under the budget, or why there is none."""
+    with st.container(border=True, key="best-card"):
+        budget = (f"under {explore.format_quantity(pick.budget, pick.metric)}" if math.isfinite(pick.budget)
+                  else "with no budget limit")
+        device = f" on the {pick.device.name} at {pick.precision}" if pick.device else ""
+        if pick.row is None:
+            st.markdown(f"**Best {budget}{device}:** nothing to choose.")
+            st.warning(pick.reason)
+            return
+        row = pick.row
+        st.markdown(f"**Best {budget}{device}:** {explore.describe(row)}  \n`{row['run_id']}`")
+        baseline = explore.baseline_for(frame, row)
+        _numbers(row, baseline)
+        memory = (f"Peak memory (weights + activations, batch 1): **{explore.format_bytes(row['peak_mem_fp32'])}** "
+                  f"at fp32, **{explore.format_bytes(row['peak_mem_int8'])}** at int8.")
+        st.markdown(memory)
+        if pick.device is not None:
+            for precision, fit in explore.device_fit(row, pick.device).items():
+                icon = ":material/check_circle:" if fit.fits else ":material/cancel:"
+                st.markdown(f"{icon} **{precision}** {fit.explain()}")
+        made = [row["label"] or "no label", explore.data_kind(row["data_source"]), explore.epochs_text(row["epochs"])]
+        st.caption("How this number was made: " + " · ".join(made)
+                   + f". Chosen among {pick.fitting} of {pick.considered} configurations"
+                   + (f"; {pick.metric.label}: {explore.NOT_MEASURED} for {pick.unmeasured} more" if pick.unmeasured else "")
+                   + ".")
+        if row["data_source"] == "synthetic":
+            st.warning("Trained on synthetic images: the accuracy says nothing about real data.")
+        with st.expander("Provenance"):
+            provenance(row)
+
+
+def _numbers(row: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    red = explore.reductions(row, baseline) if baseline is not None else None
+    cells = st.columns(5)
+    acc_delta = f"{red['accuracy']:+.2f} pts vs baseline" if red else None
+    cells[0].metric("Test accuracy", f"{row['test_acc']:.2f}%", acc_delta)
+    for cell, key, metric in ((cells[1], "params", METRICS["params"]), (cells[2], "macs", METRICS["macs"]),
+                              (cells[3], "memory", METRICS["memory"])):
+        delta = None
+        if red and math.isfinite(red[key]):
+            delta = f"-{red[key]:.0%} vs baseline" if red[key] >= 0 else f"+{-red[key]:.0%} vs baseline"
+        cell.metric(metric.label, explore.format_quantity(row[metric.column], metric), delta,
+                    delta_color="inverse")
+    cells[4].metric("Latency", explore.format_quantity(row["latency_ms"], METRICS["latency"]),
+                    help=f"measured on {row['latency_host']}" if row.get("latency_host") else None)
+    if baseline is None:
+        st.caption("No baseline row for this architecture and dataset: reductions cannot be computed.")
+    elif baseline["run_id"] != row["run_id"]:
+        st.caption(f"Baseline: `{baseline['run_id']}` ({baseline['test_acc']:.2f}%).")
+
+
+def provenance(row: dict[str, Any]) -> None:
+    """Command, seed, epochs, device, commit and date of one row."""
+    st.code(row["command"], language="bash")
+    st.markdown(" · ".join(f"{name}: **{row[name] if not isinstance(row[name], float) else f'{row[name]:g}'}**"
+                           for name in ("seed", "epochs", "device", "commit", "date", "seconds")))
+    if row.get("data_source"):
+        st.caption(f"data: {row['data_source']}")
+
+
+def device_sources(device: explore.Device) -> None:
+    st.caption(f"{device.notes} Sources: " + "; ".join(device.sources))

@@ -1,0 +1,50 @@
+"""Cached loaders for tables and presets (no torch here)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from elastic import explore
+from elastic.results import RESULTS_DIR, load_all
+
+
+def results_dir() -> Path:
+    """cached_results/, or $ELASTIC_RESULTS_DIR (tests and other sweeps use it)."""
+    return Path(os.environ.get("ELASTIC_RESULTS_DIR") or RESULTS_DIR)
+
+
+def load_results() -> tuple[pd.DataFrame, list[str]]:
+    """Every results row, prepared for exploring, and the files that could not
+    be read. Re-read only when a file in the folder changes."""
+    folder = results_dir()
+    return _load(str(folder), _stamp(folder))
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    stats = []
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            stat = path.stat()
+        except OSError:          # removed between glob and stat
+            continue
+        stats.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(stats)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _load(folder: str, stamp: tuple) -> tuple[pd.DataFrame, list[str]]:
+    frame, problems = load_all(folder)
+    return explore.prepare(frame), problems
+
+
+@st.cache_data(show_spinner=False)
+def devices() -> list[explore.Device]:
+    return explore.load_devices()
+
+
+@st.cache_data(show_spinner=False)
+def claims() -> list[dict]:
+    return explore.load_claims()

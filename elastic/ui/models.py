@@ -1,0 +1,95 @@
+"""Cached models, profiles and pruning plans for the pages that need torch.
+
+Models come from `st.cache_resource` and are shared by every session: callers
+never mutate them (copy first if something must change, e.g. for export).
+Tables and plans come from `st.cache_data` as plain data.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from torch import nn
+
+from elastic.data import DATASETS
+from elastic.errors import ElasticError
+from elastic.methods import complexity
+from elastic.models import ARCHS, build_model
+from elastic.profile import profile_model
+from elastic.runs import checkpoint_path, load_model
+
+
+def archs_for(dataset: str) -> list[str]:
+    """Architectures that take this dataset's images."""
+    family = DATASETS.get(dataset).family
+    return [name for name in ARCHS.names() if ARCHS.get(name).family == family]
+
+
+def input_shape(dataset: str) -> tuple[int, int, int]:
+    size = DATASETS.get(dataset).input_size
+    return (3, size, size)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Building the model...")
+def model(arch: str, num_classes: int, config_json: str = "", run_id: str = "") -> tuple[nn.Module, str]:
+    """The model a results row describes, in eval mode, and where its weights
+    came from: the row's checkpoint if it is in the cache, else fresh weights.
+    Shared by every session: never mutate it."""
+    config = json.loads(config_json) if config_json else None
+    path = checkpoint_path(run_id) if run_id else None
+    if path is not None and path.is_file():
+        try:
+            loaded, _ = load_model(path, arch=arch, num_classes=num_classes)
+            return loaded.eval(), f"trained weights from the checkpoint {path}"
+        except ElasticError as err:
+            return build_model(arch, num_classes, config).eval(), f"fresh weights: the checkpoint is unusable ({err})"
+    where = f" (looked for {path})" if path is not None else ""
+    return build_model(arch, num_classes, config).eval(), f"fresh, untrained weights: no checkpoint in the cache{where}"
+
+
+@st.cache_data(show_spinner="Profiling the layers...")
+def layer_table(arch: str, dataset: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Per-layer rows of the unpruned model (`ModelProfile.to_rows`) and its totals."""
+    spec = DATASETS.get(dataset)
+    prof = profile_model(build_model(arch, spec.num_classes), input_shape(dataset))
+    totals = {"params": prof.params, "macs": prof.macs, "peak_mem_fp32": prof.peak_memory_bytes(4),
+              "peak_mem_int8": prof.peak_memory_int8(), "weight_bytes": prof.weight_bytes}
+    return pd.DataFrame(prof.to_rows()), totals
+
+
+def plans_available() -> bool:
+    """Whether the complexity method (PA/FA/MA plans) has landed."""
+    return hasattr(complexity, "plan")
+
+
+@st.cache_data(show_spinner="Planning...")
+def plan(arch: str, dataset: str, mode: str, target: float) -> dict[str, Any]:
+    """The PA/FA/MA pruning plan for `target` (computed, no training), as plain
+    data: config, kept {layer: (kept, original)}, achieved, params, macs, memory."""
+    result = complexity.plan(arch, DATASETS.get(dataset).num_classes, mode, target)
+    fields = {name: getattr(result, name) for name in ("config", "achieved", "params", "macs", "memory")}
+    fields["kept"] = {layer: (int(k), int(o)) for layer, (k, o) in result.kept.items()}
+    return fields
+
+
+def kept_table(plans: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per (mode, layer) with the filters kept and the original count."""
+    rows = [{"mode": mode, "layer": layer, "kept": int(k), "original": int(o)}
+            for mode, p in plans.items() for layer, (k, o) in p["kept"].items()]
+    return pd.DataFrame(rows, columns=["mode", "layer", "kept", "original"])
+
+
+def export_available() -> bool:
+    """Whether deployment export (`elastic.deploy.export_bytes`) has landed."""
+    from elastic import deploy
+    return hasattr(deploy, "export_bytes")
+
+
+@st.cache_data(show_spinner="Exporting and verifying the model files...", max_entries=8)
+def export_files(arch: str, dataset: str, config_json: str, run_id: str, meta_json: str) -> dict[str, bytes]:
+    """ONNX, TorchScript and JSON files of a results row's model ({file name: bytes})."""
+    from elastic import deploy
+    net, _ = model(arch, DATASETS.get(dataset).num_classes, config_json, run_id)
+    return deploy.export_bytes(net, input_shape(dataset), json.loads(meta_json))

@@ -1,0 +1,76 @@
+"""Explorer: accuracy against resources for every architecture, dataset and method;
+a budget or a device picks a configuration, and a card says why."""
+import math
+
+import streamlit as st
+
+from elastic import explore
+from elastic.ui import cards, data, figures, state, widgets
+
+st.title("Explorer")
+st.caption("Every measured configuration, accuracy against MACs, parameters, memory and latency. "
+           "Set a budget or pick a device: the most accurate configuration that fits is ringed and explained.")
+
+frame, problems = data.load_results()
+for problem in problems:
+    st.warning(f"Skipped a results file that could not be read: {problem}")
+if frame.empty:
+    st.info(f"No results yet in `{data.results_dir()}`. Train a baseline to start, e.g. "
+            "`python -m elastic train --arch resnet20 --epochs 12 --label 'short CPU schedule'`.")
+    st.stop()
+
+choice = state.choices()
+with st.sidebar:
+    dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
+    arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=True)
+    here = explore.select(frame, dataset=dataset, arch=arch)
+    present = [m for m in explore.METHODS.names() if m in set(here["method"])]
+    methods = widgets.pick_many("Methods", present, choice.methods, key="pick.methods",
+                                format_func=explore.method_label)
+    modes = choice.modes
+    if (here["mode"] != "").any():
+        modes = widgets.pick_many("Complexity modes", explore.MODES, choice.modes, key="pick.modes",
+                                  help="PA: parameter-aware, FA: FLOPs-aware, MA: memory-aware.")
+rows = explore.select(here, dataset=dataset, methods=methods, modes=modes)
+
+left, middle, right = st.columns([1.2, 3, 1.8])
+metric = widgets.pick_metric(choice.metric, where=left)
+device = widgets.pick_device(data.devices(), choice.device, where=right)
+precision = widgets.pick_precision(choice.precision, where=right) if device else choice.precision
+spec = explore.slider_spec(metric, rows[metric.column])
+budget = None            # None: no limit
+if spec is None:
+    middle.info(f"{metric.label}: {explore.NOT_MEASURED} for these configurations.")
+else:
+    budget = widgets.budget_slider(spec, metric, choice.budget if metric.key == choice.metric else None,
+                                   where=middle)
+state.remember(choice.update(dataset=dataset, arch=arch, methods=None if list(methods) == present else methods,
+                             modes=modes, metric=metric.key, budget=budget,
+                             device=device.key if device else "", precision=precision),
+               share=("dataset", "arch", "methods", "modes", "metric", "budget", "device", "precision"))
+if device:
+    cards.device_sources(device)
+
+pick = explore.best_under_budget(rows, metric, math.inf if budget is None else budget,
+                                 device=device, precision=precision)
+cards.best_card(pick, frame)
+
+plotted = [explore.METRICS["memory_int8" if metric.key == "memory_int8" and key == "memory" else key]
+           for key in explore.PLOTTED]
+st.plotly_chart(figures.tradeoff_figure(rows, plotted, budget_metric=metric, budget=budget, best=pick.row),
+                width="stretch", config={"displaylogo": False})
+unmeasured = int(rows["latency_ms"].isna().sum())
+if unmeasured:
+    st.caption(f"Latency: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
+               "(`python -m elastic bench` measures it).")
+
+missing = explore.missing_methods(frame, dataset=dataset, arch=arch)
+if missing:
+    where = f"{'any architecture' if arch == explore.ALL_ARCHS else arch} on {dataset}"
+    st.info(f"**Not yet run** for {where}: " + ", ".join(explore.method_label(m) for m in missing)
+            + ". Nothing is shown or estimated for them.")
+
+st.subheader("How these numbers were made")
+st.dataframe(explore.how_made(rows), hide_index=True, width="content")
+with st.expander("Provenance of every row shown"):
+    st.dataframe(rows[explore.PROVENANCE], hide_index=True, width="stretch")

@@ -1,0 +1,66 @@
+"""Export: rebuild a measured configuration and download it as ONNX,
+TorchScript and JSON."""
+import json
+
+import streamlit as st
+
+from elastic import explore
+from elastic.data import DATASETS
+from elastic.ui import data, models, state, widgets
+
+st.title("Export")
+st.caption("Pick a measured configuration; it is rebuilt from its stored architecture config and exported "
+           "for deployment. Trained weights are used when the run's checkpoint is in the cache.")
+
+frame, problems = data.load_results()
+for problem in problems:
+    st.warning(f"Skipped a results file that could not be read: {problem}")
+if frame.empty:
+    st.info(f"No results yet in `{data.results_dir()}`: nothing to export. Train or prune a model first.")
+    st.stop()
+
+choice = state.choices()
+with st.sidebar:
+    dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
+    arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=False)
+state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+
+rows = explore.select(frame, dataset=dataset, arch=arch).sort_values("test_acc", ascending=False)
+by_id = {row["run_id"]: row for row in rows.to_dict("records")}
+run_id = widgets.pick_one("Configuration", list(by_id), st.session_state.get("export.run_id"), key="export.pick",
+                          format_func=lambda r: f"{by_id[r]['test_acc']:.2f}% · {explore.describe(by_id[r])}")
+st.session_state["export.run_id"] = run_id
+row = by_id[run_id]
+num_classes = DATASETS.get(dataset).num_classes
+net, weights = models.model(arch, num_classes, row["config"], run_id)
+trained = weights.startswith("trained")
+(st.success if trained else st.warning)(f"Weights: {weights}." + (
+    "" if trained else " The files have this configuration's structure but not its trained accuracy."))
+
+cells = st.columns(4)
+cells[0].metric("Test accuracy (as measured)", f"{row['test_acc']:.2f}%")
+for cell, key in zip(cells[1:], ("params", "macs", "memory_int8")):
+    metric = explore.METRICS[key]
+    cell.metric(metric.label, explore.format_quantity(row[metric.column], metric))
+meta = {"run_id": run_id, "arch": arch, "dataset": dataset, "method": row["method"], "mode": row["mode"],
+        "target": row["target"] if explore.present(row["target"]) else None, "level": row["level"],
+        "config": json.loads(row["config"]), "test_acc": row["test_acc"], "params": int(row["params"]),
+        "macs": int(row["macs"]), "weights": "trained" if trained else "fresh", "command": row["command"]}
+safe = run_id.replace("/", "__")
+st.download_button("Configuration (JSON)", json.dumps(meta, indent=2), file_name=f"{safe}.config.json",
+                   mime="application/json", key="export.config", on_click="ignore",
+                   help="The row's architecture config and numbers; rebuild with elastic.models.build_model.")
+
+st.subheader("Model files")
+if not models.export_available():
+    st.info("ONNX and TorchScript export is not available yet: `elastic.deploy.export_bytes` has not landed "
+            "in this version of the package.")
+    st.stop()
+if st.button("Build ONNX, TorchScript and JSON", key="export.build"):
+    st.session_state["export.ready"] = (run_id, trained)
+if st.session_state.get("export.ready") == (run_id, trained):
+    files = models.export_files(arch, dataset, row["config"], run_id, json.dumps(meta, sort_keys=True))
+    cells = st.columns(len(files))
+    for cell, (name, blob) in zip(cells, files.items()):
+        cell.download_button(f"{name} ({explore.format_bytes(len(blob))})", blob, file_name=f"{safe}-{name}",
+                             key=f"export.file.{name}", on_click="ignore")

@@ -1,0 +1,54 @@
+"""Layer complexity: where the parameters, MACs and memory of a network sit, and
+which layers the complexity-driven modes (PA, FA, MA) prune at a budget."""
+import streamlit as st
+
+from elastic import explore
+from elastic.data import DATASETS
+from elastic.errors import ElasticError
+from elastic.ui import figures, models, state, widgets
+
+st.title("Layer complexity")
+st.caption("Each layer's share of the parameters, MACs and memory (weights + output activation) of the "
+           "unpruned network, and the filters each complexity-driven mode keeps at the budget. "
+           "Computed live from the model, no training.")
+
+choice = state.choices()
+with st.sidebar:
+    dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
+    arch = widgets.pick_arch(models.archs_for(dataset), choice.arch, allow_all=False)
+state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+
+layers, totals = models.layer_table(arch, dataset)
+cells = st.columns(4)
+for cell, key in zip(cells, ("params", "macs", "memory", "memory_int8")):
+    metric = explore.METRICS[key]
+    cell.metric(metric.label, explore.format_quantity(totals[metric.column], metric))
+shown = layers[layers["kind"].isin(["conv", "linear"])]
+st.plotly_chart(figures.layer_shares_figure(shown), width="stretch", config={"displaylogo": False})
+with st.expander("Every layer"):
+    st.dataframe(layers, hide_index=True, width="stretch")
+
+st.subheader("What PA, FA and MA prune")
+target = st.slider("Keep this fraction of the mode's metric (PA: parameters, FA: FLOPs, MA: memory)",
+                   0.1, 1.0, 0.5, 0.05, key="layers.target")
+if not models.plans_available():
+    st.info("Complexity-driven pruning plans are not available yet: `elastic.methods.complexity.plan` "
+            "has not landed in this version of the package.")
+    st.stop()
+plans, failed = {}, {}
+for mode in explore.MODES:
+    try:
+        plans[mode] = models.plan(arch, dataset, mode, target)
+    except ElasticError as err:
+        failed[mode] = str(err)
+for mode, message in failed.items():
+    st.warning(f"{mode}: {message}")
+if plans:
+    cells = st.columns(len(plans))
+    for cell, (mode, p) in zip(cells, plans.items()):
+        achieved = p["achieved"]
+        cell.metric(f"{mode} keeps", f"{achieved.get(explore.MODE_METRIC[mode], float('nan')):.0%} "
+                    f"of {explore.MODE_METRIC[mode]}")
+        cell.caption(" · ".join(f"{k} {v:.0%}" for k, v in achieved.items()))
+    st.plotly_chart(figures.plan_figure(models.kept_table(plans)), width="stretch",
+                    config={"displaylogo": False})

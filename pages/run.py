@@ -1,0 +1,96 @@
+"""Run it: plan a pruned network instantly (dry run), then train it briefly on a
+subset in the background and see what it reaches."""
+import streamlit as st
+
+from elastic import explore
+from elastic.data import DATASETS
+from elastic.errors import ElasticError
+from elastic.ui import figures, jobs, models, state, widgets
+
+JOB = "run.job"
+
+st.title("Run it")
+st.caption("A dry run plans the pruned network (instant, no training); a quick run trains that network "
+           "from scratch on a small subset in the background. Quick runs are smoke tests of the "
+           "pipeline, not results: they are not written to the results tables.")
+
+choice = state.choices()
+with st.sidebar:
+    dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
+    arch = widgets.pick_arch(models.archs_for(dataset), choice.arch, allow_all=False)
+state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+
+st.subheader("1. Dry run")
+left, right = st.columns([1, 2])
+mode = left.radio("Mode", ["none", *explore.MODES], index=2, horizontal=True, key="run.mode",
+                  format_func=lambda m: "unpruned" if m == "none" else m)
+target = right.slider("Keep this fraction of the mode's metric", 0.1, 1.0, 0.5, 0.05, key="run.target",
+                      disabled=mode == "none")
+config, what = None, f"{arch}, unpruned"
+if mode != "none":
+    if not models.plans_available():
+        st.info("Complexity-driven plans are not available yet (`elastic.methods.complexity.plan` has not "
+                "landed): the quick run below trains the unpruned network.")
+    else:
+        try:
+            plan = models.plan(arch, dataset, mode, target)
+        except ElasticError as err:
+            st.warning(str(err))
+            st.stop()
+        config, what = plan["config"], f"{arch}, {mode} plan keeping {target:g}"
+        cells = st.columns(3)
+        for cell, key, label in zip(cells, ("params", "macs", "memory"),
+                                    ("Parameters", "MACs", "Memory (sum of weights + outputs per layer)")):
+            cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key]),
+                        f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off")
+        st.plotly_chart(figures.plan_figure(models.kept_table({mode: plan})), width="stretch",
+                        config={"displaylogo": False})
+
+st.subheader("2. Quick run")
+cells = st.columns(3)
+images = cells[0].number_input("Training images", 200, 10000, 2000, 200, key="run.images")
+epochs = cells[1].number_input("Epochs", 1, 5, 1, key="run.epochs")
+synthetic = cells[2].toggle("Synthetic images", key="run.synthetic",
+                            help="Off: the dataset if it is on disk, else synthetic images (said so below).")
+job = st.session_state.get(JOB)
+running = job is not None and not job.future.done()
+if st.button("Start the quick run", type="primary", disabled=running, key="run.start"):
+    job = st.session_state[JOB] = jobs.start(jobs.QuickRun(arch, dataset, config, what, int(images),
+                                                           int(epochs), synthetic=synthetic))
+    running = True
+
+
+@st.fragment(run_every=0.5)
+def watch(job: jobs.Job) -> None:
+    if job.future.done():
+        st.rerun()
+    status = job.status
+    p = status.progress
+    detail = f", epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.3f}" if p else ""
+    st.progress(job.status.fraction(), text=f"{job.run.what}: {status.phase}{detail}")
+
+
+if running:
+    watch(job)
+elif job is not None:
+    error = job.future.exception()
+    if error is not None:
+        st.error(f"The quick run failed: {error}")
+    else:
+        result = job.future.result()
+        if result.fallback:
+            st.warning(f"{dataset} is not on disk, so this run used **synthetic images** "
+                       f"(the accuracy says nothing about real data). {result.fallback}")
+        elif result.data_source == "synthetic":
+            st.info("This run used **synthetic images**, as asked.")
+        with st.container(border=True, key="run-result"):
+            st.markdown(f"**{result.run.what}**: trained from scratch for {explore.epochs_text(result.run.epochs)} "
+                        f"on {result.train_images:,} images in {result.seconds:.1f} s")
+            cells = st.columns(4)
+            cells[0].metric("Validation accuracy", f"{result.val_acc:.2f}%")
+            cells[1].metric(f"Test accuracy ({result.test_images:,} images)", f"{result.test_acc:.2f}%")
+            cells[2].metric("Parameters", explore.format_quantity(result.params, explore.METRICS["params"]))
+            cells[3].metric("MACs", explore.format_quantity(result.macs, explore.METRICS["macs"]))
+            st.caption(f"data: {result.data_source}")
+            st.plotly_chart(figures.history_figure(result.history), width="stretch",
+                            config={"displaylogo": False})

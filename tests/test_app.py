@@ -1,0 +1,305 @@
+"""The Streamlit app, driven with AppTest over results made by real (tiny,
+synthetic-data) runs of the command line: every page renders, and the
+explorer's pickers, slider and device change the chosen configuration exactly
+as elastic.explore says they should."""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from elastic import cli, explore
+from elastic.explore import METRICS
+from elastic.results import RESULTS_DIR, load_all
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
+
+# Real runs, 1 epoch on 64 synthetic images each: enough to give the explorer
+# several configurations at different costs, two architectures and two datasets.
+RUNS = (
+    ("cifar10", ["train", "--arch", "resnet20", "--label", "tiny synthetic test run"]),
+    ("cifar10", ["train", "--arch", "alexnet"]),
+    ("cifar10", ["prune", "--method", "complexity", "--mode", "FA", "--target", "0.5"]),
+    ("cifar10", ["prune", "--method", "complexity", "--mode", "PA", "--target", "0.3"]),
+    ("cifar100", ["train", "--arch", "resnet20", "--dataset", "cifar100"]),
+)
+TINY = ["--data", "synthetic", "--epochs", "1", "--batch-size", "32", "--train-subset", "64"]
+
+
+def build_results(folder: Path, cache: Path) -> Path:
+    """Run RUNS into `folder` once per test session (the browser test reuses it)."""
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELASTIC_CACHE", str(cache))
+        for dataset, argv in RUNS:
+            code = cli.main(argv + TINY + ["--out", str(folder / f"{dataset}.csv")])
+            assert code == 0, f"python -m elastic {' '.join(argv + TINY)} failed"
+    done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    cache = base / "elastic-cache"
+    folder = build_results(base / "app-results", cache)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELASTIC_RESULTS_DIR", str(folder))
+        mp.setenv("ELASTIC_CACHE", str(cache))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def frame(results):
+    table, problems = load_all(results)
+    assert not problems
+    return explore.prepare(table)
+
+
+def app(**query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(query)
+    return at.run()
+
+
+def card(at: AppTest) -> str:
+    """The text of the explorer's card headline."""
+    heads = [m.value for m in at.markdown if m.value.startswith("**Best ")]
+    assert len(heads) == 1, [m.value for m in at.markdown]
+    return heads[0]
+
+
+def query(at: AppTest, name: str) -> str:
+    value = at.query_params[name]
+    return value[0] if isinstance(value, list) else value
+
+
+def expected(frame, *, dataset="cifar10", arch="resnet20", metric="macs", budget=math.inf, **kw):
+    rows = explore.select(frame, dataset=dataset, arch=arch, methods=kw.pop("methods", None),
+                          modes=kw.pop("modes", None))
+    return explore.best_under_budget(rows, METRICS[metric], budget, **kw)
+
+
+def widget(items, label: str):
+    found = [w for w in items if w.label == label]
+    assert len(found) == 1, [w.label for w in items]
+    return found[0]
+
+
+# ---- the explorer ---------------------------------------------------------------------
+
+def test_explorer_starts_with_the_best_configuration_of_the_busiest_architecture(results, frame):
+    at = app()
+    assert not at.exception
+    assert widget(at.selectbox, "Architecture").value == "resnet20"      # 3 rows, alexnet has 1
+    pick = expected(frame)
+    assert pick.row is not None and pick.row["run_id"] in card(at)
+    assert "with no budget limit" in card(at)                          # the slider starts at its top
+    texts = " ".join(m.value for m in [*at.markdown, *at.info, *at.caption])
+    assert "Not yet run" in texts and "Block pruning (direct)" in texts   # registered, no rows: not invented
+    assert "tiny synthetic test run" in at.dataframe[0].value.to_string()  # how the numbers were made
+    assert any("synthetic images" in w.value for w in at.warning)
+
+
+def test_moving_the_budget_changes_the_highlighted_configuration(results, frame):
+    at = app()
+    assert at.slider[0].label == "Budget (M MACs)"
+    rows = explore.select(frame, dataset="cifar10", arch="resnet20")
+    seen = set()
+    for macs in sorted(set(rows["macs"]), reverse=True):     # just under each configuration's cost
+        budget = macs / 1e6 - 0.1
+        at.slider[0].set_value(budget).run()
+        assert not at.exception
+        pick = expected(frame, budget=budget * 1e6)
+        if pick.row is None:
+            assert "nothing to choose" in card(at)
+            assert any("below every configuration" in w.value for w in at.warning)
+        else:
+            assert pick.row["run_id"] in card(at)
+            assert all(r not in card(at) for r in rows["run_id"] if r != pick.row["run_id"])
+        assert query(at, "budget") == f"{budget * 1e6:.6g}"        # the view is in the URL
+        seen.add(pick.row["run_id"] if pick.row else None)
+    assert None in seen and len(seen) >= 2
+
+
+def test_pickers_change_the_rows_and_the_choice(results, frame):
+    at = app()
+    widget(at.multiselect, "Methods").set_value(["baseline"]).run()
+    assert not at.exception
+    assert expected(frame, methods=["baseline"]).row["run_id"] in card(at)
+
+    at = app()
+    widget(at.multiselect, "Complexity modes").set_value(["PA"]).run()
+    pick = expected(frame, modes=["PA"])
+    assert pick.row["run_id"] in card(at) and "complexity/FA/" not in card(at)
+
+    widget(at.selectbox, "Architecture").set_value("alexnet").run()
+    assert not at.exception and expected(frame, arch="alexnet").row["run_id"] in card(at)
+
+    widget(at.selectbox, "Architecture").set_value(explore.ALL_ARCHS).run()
+    assert not at.exception
+    assert expected(frame, arch=explore.ALL_ARCHS, modes=["PA"]).row["run_id"] in card(at)
+
+    widget(at.selectbox, "Dataset").set_value("cifar100").run()
+    assert not at.exception
+    assert "cifar100/resnet20/baseline" in card(at)
+    assert query(at, "dataset") == "cifar100"
+
+
+def test_budget_metric_and_device_preset(results, frame):
+    at = app()
+    widget(at.selectbox, "Budget on").set_value("params").run()
+    assert not at.exception
+    assert at.slider[0].label == "Budget (K params)"                   # resnet20: 270 K at most
+    widget(at.selectbox, "Device").set_value("stm32f767").run()
+    assert not at.exception
+    device = {d.key: d for d in explore.load_devices()}["stm32f767"]
+    pick = expected(frame, metric="params", device=device)
+    assert pick.row["run_id"] in card(at) and "Cortex-M7" in card(at)
+    fits = explore.device_fit(pick.row, device)
+    lines = [m.value for m in at.markdown if "**int8**" in m.value or "**fp32**" in m.value]
+    assert len(lines) == 2
+    for line, precision in zip(lines, ("int8", "fp32")):
+        assert fits[precision].explain() in line
+    assert any("512 KB SRAM" in c.value for c in at.caption)           # the preset cites its source
+    widget(at.radio, "Deploy at").set_value("fp32").run()
+    assert not at.exception
+    fp32 = expected(frame, metric="params", device=device, precision="fp32")
+    if fp32.row is None:
+        assert any("none fits" in w.value for w in at.warning)
+    else:
+        assert fp32.row["run_id"] in card(at)
+
+
+def test_a_shared_url_restores_the_view(results, frame):
+    rows = explore.select(frame, dataset="cifar10", arch="resnet20")
+    spec = explore.slider_spec(METRICS["macs"], rows["macs"])
+    budget = spec.to_base(spec.from_base(rows["macs"].min()) + spec.step)   # one slider step above the smallest
+    at = app(dataset="cifar10", arch="resnet20", metric="macs", budget=str(budget))
+    assert not at.exception
+    assert widget(at.selectbox, "Architecture").value == "resnet20"
+    assert expected(frame, budget=budget).row["run_id"] in card(at)
+    at = app(arch="no-such-arch", metric="nonsense", budget="abc")
+    assert not at.exception and card(at)
+
+
+def test_latency_not_measured_is_said_not_invented(results, frame):
+    at = app()
+    widget(at.selectbox, "Budget on").set_value("latency").run()
+    assert not at.exception
+    assert frame["latency_ms"].isna().all()          # no bench rows in the fixture
+    assert any("not measured yet" in i.value for i in at.info)
+    assert any("not measured yet" in w.value for w in at.warning)
+
+
+def test_unreadable_result_files_are_reported_and_the_rest_still_shown(results, frame, tmp_path, monkeypatch):
+    for path in results.glob("*.csv"):
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "broken.csv").write_text("run_id,dataset\nx,cifar10\n")
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(tmp_path))
+    at = app()
+    assert not at.exception
+    assert any("broken.csv" in w.value for w in at.warning)
+    assert expected(frame).row["run_id"] in card(at)
+
+
+def test_every_page_copes_with_no_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(tmp_path))
+    at = app()
+    assert not at.exception and any("No results yet" in i.value for i in at.info)
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+
+
+# ---- the other pages ------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(results, page):
+    at = app()
+    at.switch_page(page).run()
+    assert not at.exception, page
+    assert at.title, page
+
+
+def test_layers_page_shows_shares_and_live_plans(results):
+    from elastic.ui import models
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/layers.py").run()
+    assert not at.exception
+    assert widget(at.metric, "MACs").value == "40.8 M MACs"
+    if not models.plans_available():
+        assert any("not available" in i.value for i in at.info)
+        return
+    kept = {m.label: m.value for m in at.metric if m.label.endswith("keeps")}
+    assert set(kept) == {"PA keeps", "FA keeps", "MA keeps"}
+    at.slider[0].set_value(0.3).run()
+    assert not at.exception
+    tighter = {m.label: m.value for m in at.metric if m.label.endswith("keeps")}
+    assert tighter != kept and tighter["PA keeps"].startswith("30%")
+
+
+def test_compare_page_puts_claims_beside_measurements(results, frame):
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "Not yet run." in text                                    # e.g. block pruning
+    assert "Claimed by the paper (not measured here)" in text
+    assert "91.25" in text                                           # ResNet-20's claim, labelled as a claim
+    best = explore.select(frame, dataset="cifar10", arch="resnet20", methods=["complexity"])["test_acc"].max()
+    assert f"best test accuracy **{best:.2f}%**" in text
+
+
+def test_export_page_rebuilds_a_row_with_its_checkpoint(results, frame):
+    from elastic.ui import models
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    assert any("trained weights from the checkpoint" in s.value for s in at.success)
+    if not models.export_available():
+        assert any("not available" in i.value for i in at.info)
+        return
+    widget(at.button, "Build ONNX, TorchScript and JSON").click().run(timeout=300)
+    assert not at.exception
+    names = {b.proto.label.split(" ")[0] for b in at.get("download_button")}
+    assert {"model.onnx", "model.pt", "model.json"} <= names
+
+
+def test_run_page_trains_in_the_background_and_falls_back_to_synthetic(results, tmp_path, monkeypatch):
+    monkeypatch.setenv("ELASTIC_DATA", str(tmp_path))            # no dataset on disk here
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/run.py").run()
+    assert not at.exception
+    widget(at.number_input, "Training images").set_value(400)
+    widget(at.button, "Start the quick run").click().run()
+    assert not at.exception
+    deadline = time.monotonic() + 300
+    while not any(m.label == "Validation accuracy" for m in at.metric):
+        assert time.monotonic() < deadline, "the quick run did not finish"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception
+    assert any("synthetic images" in w.value and "not on disk" in w.value for w in at.warning)
+    assert any("trained from scratch for 1 epoch on 400 images" in m.value for m in at.markdown)
+
+
+# ---- the shipped results ---------------------------------------------------------------
+
+def test_explorer_renders_the_shipped_results(monkeypatch):
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(RESULTS_DIR))
+    at = app()
+    assert not at.exception
+    frame, _ = load_all(RESULTS_DIR)
+    if len(frame):
+        assert card(at)
+    else:
+        assert any("No results yet" in i.value for i in at.info)

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import pytest
+
+from elastic.cli import COMMANDS, main
+from elastic.results import read_results
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_profile_resnet56_prints_table_and_totals(capsys):
+    assert main(["profile", "--arch", "resnet56", "--dataset", "cifar10"]) == 0
+    out = capsys.readouterr().out
+    assert "layer3.8.conv2" in out
+    assert "MACs 125.75M" in out and "params 855.8K" in out
+    assert "bytes fp32" in out and "bytes int8" in out
+
+
+def test_train_on_synthetic_data_records_a_row(tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    code = main(["train", "--arch", "resnet20", "--data", "synthetic", "--epochs", "1",
+                 "--batch-size", "64", "--out", str(out), "--label", "test"])
+    assert code == 0
+    frame = read_results(out)
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["method"] == "baseline" and row["epochs"] == 1 and row["data_source"] == "synthetic"
+    assert row["macs"] == 40813184 and row["command"].startswith("python -m elastic")
+    assert "test" in capsys.readouterr().out
+
+
+def test_evaluate_a_trained_checkpoint(tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    main(["train", "--arch", "resnet20", "--data", "synthetic", "--epochs", "1", "--batch-size", "64",
+          "--out", str(out)])
+    printed = capsys.readouterr().out
+    checkpoint = printed.strip().split("Checkpoint: ")[-1]
+    assert main(["evaluate", checkpoint, "--data", "synthetic", "--split", "val"]) == 0
+    assert "resnet20 on cifar10 val" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["profile", "--arch", "resnet50", "--dataset", "cifar10"], "needs one of the cifar architectures"),
+    (["evaluate", "missing.pt", "--data", "synthetic"], "does not exist"),
+    (["train", "--dataset", "cifar100", "--data-dir", "/nonexistent", "--epochs", "1"], "not found"),
+])
+def test_user_errors_exit_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_arguments_are_refused_by_the_parser():
+    result = subprocess.run([sys.executable, "-m", "elastic", "profile", "--arch", "nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice" in result.stderr

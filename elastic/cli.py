@@ -6,7 +6,9 @@ listed in COMMANDS. User errors (ElasticError) print one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -101,7 +103,6 @@ def progress_bar(desc: str) -> Callable:
 
 def results_path(args: argparse.Namespace):
     from elastic.results import RESULTS_DIR
-    from pathlib import Path
     return Path(args.out) if args.out else RESULTS_DIR / f"{args.dataset}.csv"
 
 
@@ -145,7 +146,7 @@ def run_train(args: argparse.Namespace) -> None:
     from elastic.train import pick_device, train
     check_arch_fits(args.arch, args.dataset)
     data = load_data(args)
-    device = pick_device(args.device)
+    device = _init_distributed(pick_device(args.device))
     recipe = recipe_from(args)
     run_id = f"{args.dataset}/{args.arch}/baseline/e{args.epochs}/s{args.seed}"
     if args.data == "synthetic":
@@ -156,7 +157,11 @@ def run_train(args: argparse.Namespace) -> None:
     resume = args.checkpoint or final.with_suffix(".resume.pt")
     result = train(model, data.train, data.spec, recipe, device=device, seed=args.seed,
                    val_set=data.val, on_progress=progress_bar(f"train {args.arch}"), checkpoint=resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, the first process writes the checkpoint and the row
     save_model(final, model, args.arch, data.num_classes, args.dataset, recipe=recipe.to_dict(), seed=args.seed)
+    if not args.checkpoint:
+        Path(resume).unlink(missing_ok=True)  # finished: the next run with these options starts afresh
     row = result_row(model, args.arch, data, run_id=run_id, method="baseline", device=device,
                      seed=args.seed, epochs=args.epochs, seconds=result.seconds,
                      recipe=recipe.to_dict(), label=args.label)
@@ -164,6 +169,20 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"{run_id}: test {row['test_acc']:.2f}%, val {row['val_acc']:.2f}%, "
           f"{row['macs'] / 1e6:.1f} M MACs, {row['params'] / 1e3:.1f} K params, "
           f"{result.seconds / 60:.1f} min. Checkpoint: {final}")
+
+
+def _init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): NCCL on
+    GPUs (one per process), gloo on CPUs. Returns this process's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    import torch.distributed as dist
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
 
 # ---- evaluate ---------------------------------------------------------------------

@@ -12,11 +12,16 @@ changed, not even their train/eval flag.
 ONNX exporter. torch >= 2.9 defaults to the torch.export-based ("dynamo")
 exporter, which needs the `onnxscript` package and emits opset >= 18 (weights in
 a side file unless told otherwise). The TorchScript-based exporter
-(`dynamo=False`) is deprecated but present and working in torch 2.11 to 2.14,
-needs no extra package, writes one self-contained file at opset 17, and is
-several times faster. It is the default here (`exporter="torchscript"`);
-`exporter="dynamo"` uses the new one (pip install onnxscript). Both are
-verified the same way with onnxruntime.
+(`dynamo=False`) is deprecated but still shipped in torch 2.11 to 2.14 (tested
+on 2.14; it only uses arguments torch.onnx.export has had since 2.5), needs no
+extra package, writes one self-contained file at opset 17 and is several times
+faster. It is the default here (`exporter="torchscript"`); `exporter="dynamo"`
+uses the new one (pip install onnxscript) and is the way forward once the old
+one is removed. Both are verified the same way with onnxruntime.
+
+TorchScript (`torch.jit.trace` / `save` / `load`) is deprecated in torch 2.14
+(FutureWarning, silenced here) but works; model.pt is a traced module that
+`torch.jit.load` runs without the Elastic code.
 
 Int8. `quantize_int8` uses PyTorch's own FX graph-mode post-training
 quantization (`torch.ao.quantization.quantize_fx`) with the CPU engine torch is
@@ -480,10 +485,11 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
 
 def run_bench_cli(args: argparse.Namespace) -> None:
     from elastic.profile import count_macs
+    bad_threads = args.threads is not None and args.threads < 1
+    if min(args.batch_size) < 1 or args.repeats < 1 or args.warmup < 0 or bad_threads:
+        raise ElasticError("--batch-size, --repeats and --threads must be >= 1, --warmup >= 0")
     model, info = _model_from_args(args)
     shape = info["input_shape"]
-    if min(args.batch_size) < 1 or args.repeats < 1 or args.warmup < 0 or (args.threads or 1) < 1:
-        raise ElasticError("--batch-size, --repeats and --threads must be >= 1, --warmup >= 0")
     device = "cpu" if args.device == "auto" else args.device
     print(f"{args.arch} ({info['weights']}), {count_macs(model, shape) / 1e6:.2f} M MACs, "
           f"input {'x'.join(map(str, shape))}")

@@ -307,13 +307,17 @@ def pareto_front(rows: pd.DataFrame, x: str, y: str = "test_acc") -> pd.DataFram
     large with one of them strictly better. Sorted by x; rows missing x or y are
     left out. Of exact duplicates, the first row (by run_id) is kept."""
     valid = rows.dropna(subset=[x, y])
-    ordered = valid.sort_values([x, y, "run_id"], ascending=[True, False, True], kind="mergesort")
-    keep, best = [], -math.inf
-    for index, value in zip(ordered.index, ordered[y]):
-        if value > best:
-            keep.append(index)
-            best = value
-    return ordered.loc[keep]
+    return valid.iloc[front_indices(valid[x].to_numpy(float), valid[y].to_numpy(float), valid["run_id"].to_numpy())]
+
+
+def front_indices(xs: np.ndarray, ys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions of the Pareto front (lower x, higher y) in order of x; points
+    with NaN are never on it; of exact duplicates the smallest id is kept."""
+    ok = np.flatnonzero(~(np.isnan(xs) | np.isnan(ys)))
+    order = ok[np.lexsort((ids[ok], -ys[ok], xs[ok]))]     # by x, then best y, then id
+    ordered = ys[order]
+    best_before = np.maximum.accumulate(np.concatenate([[-np.inf], ordered[:-1]]))
+    return order[ordered > best_before]
 
 
 @dataclass(frozen=True)

@@ -93,19 +93,35 @@ def arch_for(dataset_family: str) -> list[str]:
     return [name for name in ARCHS if ARCHS.get(name).family == dataset_family]
 
 
-def find_baseline(dataset: str, arch: str, results_dir: Path | None = None) -> tuple[Path, dict[str, Any]]:
+def find_baseline(dataset: str, arch: str, results: Path | None = None,
+                  synthetic: bool = False) -> tuple[Path, dict[str, Any]]:
     """The checkpoint and row of the trained baseline for (dataset, arch): the one
-    with the most epochs whose checkpoint is on disk. Methods that start from a
-    trained network (block pruning, prune-and-grow, fine-tuning) use it."""
+    with the most epochs whose checkpoint is on disk, looked up in the `results`
+    file (if given) and in cached_results/. A baseline trained on synthetic data
+    only serves runs on synthetic data, and the other way round. Methods that start
+    from a trained network (block pruning, prune-and-grow, fine-tuning) use it."""
     from elastic.errors import ElasticError
-    from elastic.results import RESULTS_DIR, load_all
+    from elastic.results import RESULTS_DIR, load_all, read_results
 
-    frame, _ = load_all(results_dir or RESULTS_DIR)
-    rows = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch) & (frame["method"] == "baseline")]
-    for row in rows.sort_values(["epochs", "date"], ascending=False).to_dict("records"):
+    frames = [load_all(RESULTS_DIR)[0]]
+    if results is not None and Path(results).is_file():
+        frames.append(read_results(results))
+    rows = [r for frame in frames for r in frame.to_dict("records")
+            if r["dataset"] == dataset and r["arch"] == arch and r["method"] == "baseline"
+            and (r["data_source"] == "synthetic") == synthetic]
+    for row in sorted(rows, key=lambda r: (r["epochs"], r["date"]), reverse=True):
         path = checkpoint_path(row["run_id"])
         if path.is_file():
             return path, row
-    raise ElasticError(f"no trained {arch} baseline on {dataset} with its checkpoint in {cache_dir()}. "
-                       f"Train one first: python -m elastic train --arch {arch} --dataset {dataset}, "
-                       f"or pass --baseline PATH")
+    data = " --data synthetic" if synthetic else ""
+    raise ElasticError(f"no trained {arch} baseline on {dataset}{' (synthetic)' if synthetic else ''} with its "
+                       f"checkpoint in {cache_dir()}. Train one first: python -m elastic train --arch {arch} "
+                       f"--dataset {dataset}{data}, or pass --baseline PATH")
+
+
+def baseline_for(args) -> Path:
+    """The --baseline a command was given, else the matching trained baseline."""
+    if getattr(args, "baseline", None):
+        return Path(args.baseline)
+    from elastic.cli import results_path
+    return find_baseline(args.dataset, args.arch, results_path(args), args.data == "synthetic")[0]

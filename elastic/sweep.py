@@ -61,7 +61,7 @@ RESIDUAL = ("resnet20", "resnet56", "resnet50")
 
 
 def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_epochs: int,
-                grow_epochs: int, batch: int, data: tuple[str, ...] = (),
+                grow_epochs: int, batch: int, data: tuple[str, ...] = (), block_limit: tuple[str, ...] = (),
                 targets: Iterable[float] = TARGETS, modes: Iterable[str] = ("PA", "FA", "MA")) -> list[Job]:
     """Every method of the product for one (dataset, arch)."""
     common = ("--arch", arch, "--dataset", dataset, "--batch-size", str(batch), *data,
@@ -80,7 +80,7 @@ def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_e
         for method in ("block", "block-l1"):
             jobs.append(Job(f"{dataset}/{arch}/{method}", (
                 "prune", "--method", method, "--target", "0.5", "--ft-epochs", str(ft_epochs),
-                *common), after=(base,)))
+                *block_limit, *common), after=(base,)))
     for joint in (False, True):
         name = "elastic-joint" if joint else "elastic"
         jobs.append(Job(f"{dataset}/{arch}/{name}", (
@@ -113,7 +113,8 @@ def _imagenette(opts: GridOptions) -> list[Job]:
 def _smoke(opts: GridOptions) -> list[Job]:
     """Tiny and synthetic: every method once on ResNet-20, in seconds."""
     jobs = method_jobs("cifar10", "resnet20", opts.epochs or 1, opts, ft_epochs=1, grow_epochs=1,
-                       batch=64, data=("--data", "synthetic"), targets=(0.5,), modes=("FA",))
+                       batch=64, data=("--data", "synthetic"), block_limit=("--max-blocks", "1"),
+                       targets=(0.5,), modes=("FA",))
     return [j for j in jobs if not j.key.endswith("elastic-joint")]
 
 

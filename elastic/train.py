@@ -131,6 +131,11 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         train_set = train_set.head(recipe.train_subset, seed)
     images, labels = train_set.images.to(device), train_set.labels.to(device)
     steps = max(len(labels) // recipe.batch_size, 1)  # drop the last partial batch
+    # Under torchrun, every process draws the same batches and takes its share of each.
+    rank, world = _distributed()
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
@@ -156,11 +161,12 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         total = 0.0
         for step in range(steps):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            x = normalize(augment(images[idx], spec, gen), spec)
+            x = normalize(augment(images[idx], spec, gen), spec)[rank::world]
+            idx = idx[rank::world]
             if cuda and recipe.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and recipe.amp):
-                loss = loss_fn(model, x, labels[idx])
+                loss = loss_fn(net, x, labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -181,7 +187,7 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         if on_progress:
             on_progress(Progress(epoch + 1, recipe.epochs, steps, steps, row["loss"],
                                  scheduler.get_last_lr()[0], row.get("val_acc")))
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                                          "history": result.history,
@@ -189,6 +195,14 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
     result.seconds = time.perf_counter() - started
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) when running data-parallel under torchrun, else (0, 1)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps: int):

@@ -147,6 +147,19 @@ def test_level_is_an_argument_not_state(resnet20) -> None:
         model(x, 7)
 
 
+def test_views_follow_the_tensors_when_the_model_moves(resnet20) -> None:
+    import copy
+    model = copy.deepcopy(resnet20[1])
+    x = torch.randn(2, 3, 32, 32)
+    expected = outputs(model, x)
+    old = model.params_at(0)["conv1.weight"]
+    model.double()                     # replaces every tensor, like .to("cuda")
+    new = model.params_at(0)["conv1.weight"]
+    assert new.dtype == torch.float64 and new.data_ptr() == model.base.conv1.weight.data_ptr() != old.data_ptr()
+    for a, b in zip(expected, outputs(model, x.double())):
+        assert torch.allclose(a.double(), b, atol=1e-5)
+
+
 # ---- extraction and profiles ---------------------------------------------------------
 
 def test_extracted_levels_match_and_profile_as_predicted(resnet20) -> None:
@@ -330,14 +343,21 @@ def test_cli_grow_writes_one_row_per_level(baseline_file, tmp_path, capsys) -> N
     assert "level 0 (width 0.512): test" in printed and " us" in printed and "ms extracted" in printed
 
 
-def test_cli_joint_run(baseline_file, tmp_path, capsys) -> None:
+def test_cli_joint_run_ships_its_checkpoint(baseline_file, tmp_path, monkeypatch, capsys) -> None:
+    import elastic.results
+    monkeypatch.setattr(elastic.results, "RESULTS_DIR", tmp_path / "shipped")
     out = tmp_path / "results.csv"
     code = cli.main(["grow", *COMMON, "--baseline", str(baseline_file), "--joint", "--epochs", "1",
-                     "--levels", "1,0.5", "--out", str(out)])
+                     "--levels", "1,0.5", "--ship", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     rows = read_results(out)
     assert list(rows["method"]) == ["elastic-joint"] * 2 and list(rows["level"]) == ["0", "1"]
-    assert [json.loads(d)["width"] for d in rows["details"]] == [0.5, 1.0]
+    assert list(rows["run_id"]) == [f"cifar10/resnet20/elastic-joint/e1/s0/levels0.5-1/synthetic/level{k}"
+                                    for k in range(2)]
+    details = [json.loads(d) for d in rows["details"]]
+    assert [d["width"] for d in details] == [0.5, 1.0]
+    shipped = tmp_path / "shipped" / "checkpoints" / "cifar10__resnet20__elastic-joint__e1__s0__levels0.5-1__synthetic.pt"
+    assert details[0]["checkpoint"] == str(shipped) and load_elastic(shipped).meta["method"] == "elastic-joint"
 
 
 def test_cli_errors_are_one_line(baseline_file, capsys) -> None:

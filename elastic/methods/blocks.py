@@ -277,7 +277,7 @@ def run_cli(args: argparse.Namespace) -> None:
     from elastic.data import DATASETS
     from elastic.models import build_model
     from elastic.results import append_row, done_ids
-    from elastic.runs import checkpoint_path, find_baseline, load_model, result_row, save_model
+    from elastic.runs import checkpoint_path, baseline_for, load_model, result_row, save_model
     from elastic.train import Recipe, evaluate, pick_device, train
 
     if args.method not in ("block", *PROXY_METHODS):
@@ -294,7 +294,7 @@ def run_cli(args: argparse.Namespace) -> None:
 
     device = pick_device(args.device)
     try:
-        baseline = args.baseline or find_baseline(args.dataset, args.arch)[0]
+        baseline = baseline_for(args)
         base_model, _ = load_model(baseline, arch=args.arch, num_classes=spec.num_classes, device=device)
     except ElasticError:
         if not args.dry_run or args.baseline:

@@ -521,7 +521,7 @@ def run_cli(args: argparse.Namespace) -> None:
     from elastic.cli import load_data, progress_bar, recipe_from, results_path
     from elastic.data import DATASETS
     from elastic.results import append_row
-    from elastic.runs import checkpoint_path, find_baseline, load_model, result_row, save_model
+    from elastic.runs import checkpoint_path, baseline_for, load_model, result_row, save_model
     from elastic.train import evaluate, pick_device, train
 
     started = time.perf_counter()
@@ -547,7 +547,7 @@ def run_cli(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     acc_before = None
     if args.init == "finetune":
-        path = Path(args.baseline) if args.baseline else find_baseline(args.dataset, args.arch)[0]
+        path = baseline_for(args)
         source, state = load_model(path, arch=args.arch, num_classes=data.num_classes)
         if state.get("config", {}).get("shapes") or state.get("config", {}).get("removed_blocks"):
             raise BadCheckpoint(f"{path} holds an already pruned {args.arch}; fine-tuning starts from a baseline")

@@ -320,6 +320,15 @@ class ElasticNet(nn.Module):
         self.__dict__["_fn"] = _functional(base)     # not a submodule: it holds no tensors
         self._shared = tuple((layer, base.get_submodule(layer.name)) for layer in self.structure.layers
                              if layer.name not in self.structure.heads)
+        # What level_params reads, per level, looked up in the modules' own tensor
+        # dicts at call time (`.to()` may replace the tensors, never the dicts):
+        # (key, dict, attr, out, in) for shared slices, (key, dict, attr, is_param) for own tensors.
+        self._slices = [self._slice_table(k) for k in range(self.num_levels)]
+        self._owned = [[(f"{name}.{attr}", tensors, attr, tensors is module._parameters)
+                        for name, module in self.own_modules(k).items()
+                        for tensors in (module._parameters, module._buffers)
+                        for attr, tensor in tensors.items() if tensor is not None]
+                       for k in range(self.num_levels)]
         self._views: list[dict[str, Tensor]] | None = None
         self._configs = self._level_configs()
         self.meta: dict[str, Any] = {}
@@ -351,22 +360,15 @@ class ElasticNet(nn.Module):
         """Every tensor of `base`'s state dict as used at `level`, made now: leading
         slices (views) of the shared conv / linear weights, the level's own batch
         norm tensors and head. `detach`: views without autograd links."""
-        k = self.index(level)
-        channels = self.channels[k]
         params: dict[str, Tensor] = {}
-        for layer, module in self._shared:
-            weight, bias = module.weight, module.bias
+        for key, tensors, attr, out, inp in self._slices[self.index(level)]:
+            tensor = tensors[attr]
             if detach:
-                weight, bias = weight.detach(), (bias.detach() if bias is not None else None)
-            out = channels[layer.out_group] if layer.out_group is not None else weight.shape[0]
-            inp = channels[layer.in_group] * layer.per_channel if layer.in_group is not None else weight.shape[1]
-            params[f"{layer.name}.weight"] = weight[:out, :inp]   # (out, in, kh, kw): a view
-            if bias is not None:
-                params[f"{layer.name}.bias"] = bias[:out]
-        for name, module in self.own_modules(k).items():
-            for attr, tensor in (*module._parameters.items(), *module._buffers.items()):
-                if tensor is not None:
-                    params[f"{name}.{attr}"] = tensor.detach() if detach else tensor
+                tensor = tensor.detach()
+            params[key] = tensor[:out, :inp] if inp else tensor[:out]   # (out, in, kh, kw): a view
+        for key, tensors, attr, is_param in self._owned[self.index(level)]:
+            tensor = tensors[attr]
+            params[key] = tensor.detach() if detach and is_param else tensor
         return params
 
     def params_at(self, level: int) -> dict[str, Tensor]:
@@ -382,6 +384,18 @@ class ElasticNet(nn.Module):
         """`arch_config` of level `level`: `build_model(arch, num_classes, config)`
         builds its standalone structure."""
         return copy.deepcopy(self._configs[self.index(level)])
+
+    def _slice_table(self, k: int) -> list[tuple[str, dict, str, int, int]]:
+        table = []
+        channels = self.channels[k]
+        for layer, module in self._shared:
+            weight = module.weight
+            out = channels[layer.out_group] if layer.out_group is not None else weight.shape[0]
+            inp = channels[layer.in_group] * layer.per_channel if layer.in_group is not None else weight.shape[1]
+            table.append((f"{layer.name}.weight", module._parameters, "weight", out, inp))
+            if module.bias is not None:
+                table.append((f"{layer.name}.bias", module._parameters, "bias", out, 0))
+        return table
 
     def _level_configs(self) -> list[dict[str, Any]]:
         reference = {name: _shape(module) for name, module in ARCHS.get(self.arch).build(self.num_classes)
@@ -543,14 +557,16 @@ def extract(model: ElasticNet, level: int) -> nn.Module:
     return small.to(device).eval()
 
 
-def switch_time_us(model: ElasticNet, level: int, repeats: int = 200) -> float:
+def switch_time_us(model: ElasticNet, level: int, repeats: int = 200, *, cached: bool = False) -> float:
     """Median microseconds to prepare level `level`'s parameter views from
-    scratch (what `params_at` precomputes; a cached switch is a list lookup)."""
+    scratch (what `params_at` does once per level), or with `cached` to fetch
+    the precomputed views (what every later switch costs)."""
+    prepare = model.params_at if cached else lambda k: model.level_params(k, detach=True)
     times = []
     with torch.no_grad():
         for _ in range(repeats):
             start = time.perf_counter_ns()
-            model.level_params(level, detach=True)
+            prepare(level)
             times.append(time.perf_counter_ns() - start)
     return statistics.median(times) / 1000
 
@@ -766,7 +782,7 @@ def run_cli(args: argparse.Namespace) -> None:
     row per level and one elastic checkpoint."""
     from elastic.cli import load_data, progress_bar, results_path
     from elastic.results import RESULTS_DIR, append_row
-    from elastic.runs import checkpoint_path, find_baseline, load_model, result_row
+    from elastic.runs import baseline_for, checkpoint_path, load_model, result_row
     from elastic.train import evaluate, pick_device
 
     if args.eval_level is not None:
@@ -776,7 +792,7 @@ def run_cli(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     widths = tuple(args.levels)
     core_epochs, grow_epochs = schedule(args.epochs, args.core_epochs, args.grow_epochs, len(widths))
-    baseline = args.baseline or find_baseline(args.dataset, args.arch)[0]
+    baseline = baseline_for(args)
     data = load_data(args)
     base, _ = load_model(baseline, arch=args.arch, num_classes=data.num_classes, device=device)
     model = build_elastic(base, args.arch, data.num_classes, widths, args.importance).to(device)
@@ -804,7 +820,9 @@ def run_cli(args: argparse.Namespace) -> None:
             recipe={**recipe_for(stage_epochs).to_dict(), **options}, level=str(level),
             acc_before_ft=acc_before, label=args.label,
             details={"width": widths[level], "levels": list(widths), "channels": list(model.channels[level]),
-                     "switch_us": round(switch_us, 2), "checkpoint": _shown(final), "history": history})
+                     "switch_us": round(switch_us, 2),
+                     "switch_cached_us": round(switch_time_us(model, level, cached=True), 3),
+                     "checkpoint": _shown(final), "history": history})
         append_row(results_path(args), row)
         print(f"level {level} (width {widths[level]:g}): val {acc_before:.2f}% before training, "
               f"{row['val_acc']:.2f}% after (test {row['test_acc']:.2f}%), {row['macs'] / 1e6:.1f} M MACs, "
@@ -877,7 +895,8 @@ def _run_eval(args: argparse.Namespace) -> None:
         acc = evaluate(view, data.test, data.spec, device=device)
         print(f"level {k} (width {model.widths[k]:g}): test {acc:.2f}%, "
               f"{count_macs(view, (3, size, size)) / 1e6:.1f} M MACs, "
-              f"switch {switch_time_us(model, k):.1f} us, "
+              f"switch {switch_time_us(model, k):.1f} us to prepare, "
+              f"{switch_time_us(model, k, cached=True):.2f} us cached, "
               f"batch-1 latency {latency_ms(view, x):.2f} ms elastic, {latency_ms(small, x):.2f} ms extracted")
 
 

@@ -26,9 +26,11 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
         st.markdown(f"**Best {budget}{device}:** {explore.describe(row)}  \n`{row['run_id']}`")
         baseline = explore.baseline_for(frame, row)
         _numbers(row, baseline)
-        memory = (f"Peak memory (weights + activations, batch 1): **{explore.format_bytes(row['peak_mem_fp32'])}** "
-                  f"at fp32, **{explore.format_bytes(row['peak_mem_int8'])}** at int8.")
-        st.markdown(memory)
+        latency = explore.format_quantity(row["latency_ms"], METRICS["latency"])
+        host = f" on {row['latency_host']}" if row.get("latency_host") else ""
+        st.markdown(f"Peak memory (weights + activations, batch 1): **{explore.format_bytes(row['peak_mem_fp32'])}** "
+                    f"at fp32, **{explore.format_bytes(row['peak_mem_int8'])}** at int8. "
+                    f"Latency (CPU, batch 1): **{latency}**{host}.")
         if pick.device is not None:
             for precision, fit in explore.device_fit(row, pick.device).items():
                 icon = ":material/check_circle:" if fit.fits else ":material/cancel:"
@@ -46,7 +48,7 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
 
 def _numbers(row: dict[str, Any], baseline: dict[str, Any] | None) -> None:
     red = explore.reductions(row, baseline) if baseline is not None else None
-    cells = st.columns(5)
+    cells = st.columns(4)
     acc_delta = f"{red['accuracy']:+.2f} pts vs baseline" if red else None
     cells[0].metric("Test accuracy", f"{row['test_acc']:.2f}%", acc_delta)
     for cell, key, metric in ((cells[1], "params", METRICS["params"]), (cells[2], "macs", METRICS["macs"]),
@@ -56,8 +58,6 @@ def _numbers(row: dict[str, Any], baseline: dict[str, Any] | None) -> None:
             delta = f"-{red[key]:.0%} vs baseline" if red[key] >= 0 else f"+{-red[key]:.0%} vs baseline"
         cell.metric(metric.label, explore.format_quantity(row[metric.column], metric), delta,
                     delta_color="inverse")
-    cells[4].metric("Latency", explore.format_quantity(row["latency_ms"], METRICS["latency"]),
-                    help=f"measured on {row['latency_host']}" if row.get("latency_host") else None)
     if baseline is None:
         st.caption("No baseline row for this architecture and dataset: reductions cannot be computed.")
     elif baseline["run_id"] != row["run_id"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -25,86 +26,122 @@ def method_colors() -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(METHODS.names())}
 
 
-def hover_text(row: dict[str, Any], metric: Metric) -> str:
-    """What a point is: method, mode, target, level, epochs, label, and its numbers."""
+_HOVER_COLUMNS = ("method", "arch", "mode", "target", "level", "epochs", "label", "test_acc", "run_id")
+
+
+def hover_texts(rows: dict[str, np.ndarray], metric: Metric, index: Sequence[int]) -> list[str]:
+    """What each point is: method, mode, target, level, epochs, label, and its numbers."""
     def opt(value: Any, fmt: str = "{}") -> str:
         return fmt.format(value) if explore.present(value) else "–"
-    return (f"<b>{explore.method_label(row['method'])}</b> · {row['arch']}<br>"
-            f"mode {opt(row['mode'])} · target {opt(row['target'], '{:g}')} · level {opt(row['level'])}<br>"
-            f"{explore.epochs_text(row['epochs']) if explore.present(row['epochs']) else '–'} · "
-            f"{row['label'] or 'no label'}<br>"
-            f"accuracy {row['test_acc']:.2f}% · {explore.format_quantity(row[metric.column], metric)}<br>"
-            f"<span style='font-size:10px'>{row['run_id']}</span>")
+    out = []
+    for i in index:
+        r = {name: rows[name][i] for name in _HOVER_COLUMNS}
+        out.append(f"<b>{explore.method_label(r['method'])}</b> · {r['arch']}<br>"
+                   f"mode {opt(r['mode'])} · target {opt(r['target'], '{:g}')} · level {opt(r['level'])}<br>"
+                   f"{explore.epochs_text(r['epochs']) if explore.present(r['epochs']) else '–'} · "
+                   f"{r['label'] or 'no label'}<br>"
+                   f"accuracy {r['test_acc']:.2f}% · {explore.format_quantity(rows[metric.column][i], metric)}<br>"
+                   f"<span style='font-size:10px'>{r['run_id']}</span>")
+    return out
 
 
 def tradeoff_figure(rows: pd.DataFrame, metrics: Sequence[Metric], *,
                     budget_metric: Metric | None = None, budget: float | None = None,
                     best: dict[str, Any] | None = None, columns: int = 2,
-                    height: int | None = None) -> go.Figure:
+                    height: int | None = None) -> dict[str, Any]:
     """Accuracy against each metric, one panel per metric: every method in its
     colour (mode as the marker), each method's Pareto front as a step line, the
     budget as a dashed line on its metric's panel, the chosen configuration
-    ringed."""
+    ringed. A plain plotly figure dict built from numpy arrays, so moving the
+    budget slider stays fast."""
     columns = min(columns, len(metrics))
     nrows = math.ceil(len(metrics) / columns)
-    fig = make_subplots(rows=nrows, cols=columns, shared_yaxes=True,
-                        horizontal_spacing=0.06, vertical_spacing=0.16,
-                        subplot_titles=[m.label for m in metrics])
+    gap_x, gap_y = 0.06, 0.16
+    width, tall = (1 - gap_x * (columns - 1)) / columns, (1 - gap_y * (nrows - 1)) / nrows
     colors = method_colors()
+    cols = {name: rows[name].to_numpy() for name in {*_HOVER_COLUMNS, *(m.column for m in metrics)}}
+    acc = cols["test_acc"].astype(float)
+    methods = cols["method"]
+    best_cols = {k: np.array([best[k]]) for k in cols} if best is not None else None
+    data: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {"annotations": [], "shapes": []}
     shown: set[str] = set()
     for i, metric in enumerate(metrics):
         r, c = divmod(i, columns)
-        where = dict(row=r + 1, col=c + 1)
-        measured = rows.dropna(subset=[metric.column, "test_acc"])
-        if measured.empty:
-            _note(fig, explore.NOT_MEASURED if len(rows) else "no results", i)
-            fig.update_xaxes(showticklabels=False, **where)
-            continue
-        unit = explore.choose_unit(metric, float(measured[metric.column].max()))
-        for method, group in measured.groupby("method", sort=False):
-            color = colors.get(method, "#7f7f7f")
-            label = explore.method_label(method)
-            records = group.to_dict("records")
-            fig.add_trace(go.Scatter(
-                x=group[metric.column] / unit.scale, y=group["test_acc"], mode="markers", name=label,
-                legendgroup=method, showlegend=method not in shown,
-                marker=dict(color=color, size=9, opacity=0.85, line=dict(width=0.5, color="white"),
-                            symbol=[MODE_SYMBOLS.get(m, "circle") for m in group["mode"]]),
-                hovertext=[hover_text(row, metric) for row in records], hoverinfo="text"), **where)
-            shown.add(method)
-            front = explore.pareto_front(group, metric.column)
-            if len(front) > 1:
-                fig.add_trace(go.Scatter(
-                    x=front[metric.column] / unit.scale, y=front["test_acc"], mode="lines",
-                    line=dict(color=color, width=2, shape="hv"), legendgroup=method,
-                    showlegend=False, hoverinfo="skip"), **where)
-        if budget_metric is not None and budget is not None and metric.key == budget_metric.key:
-            fig.add_vline(x=budget / unit.scale, line=dict(color=BUDGET_COLOR, dash="dash", width=1.5),
-                          annotation_text=f"budget {explore.format_quantity(budget, metric, unit)}",
-                          annotation_position="top left", annotation_font_size=11, **where)
-        if best is not None and explore.present(best.get(metric.column)):
-            fig.add_trace(go.Scatter(
-                x=[best[metric.column] / unit.scale], y=[best["test_acc"]], mode="markers",
-                name="best under budget", legendgroup="best", showlegend="best" not in shown,
-                marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(color=BEST_COLOR, width=3)),
-                hovertext=[hover_text(best, metric)], hoverinfo="text"), **where)
-            shown.add("best")
-        values = measured[metric.column]
-        log = values.min() > 0 and values.max() / values.min() > 30
-        fig.update_xaxes(title_text=f"{metric.label} ({unit.name})", type="log" if log else "linear",
-                         rangemode="tozero" if not log else "normal", **where)
-    for r in range(nrows):
-        fig.update_yaxes(title_text="test accuracy (%)", row=r + 1, col=1)
-    fig.update_layout(height=height or 330 * nrows + 40, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.06, x=0),
-                      hoverlabel=dict(align="left"), font=_FONT, template="plotly_white")
-    return fig
+        x, y = ("x", "y") if i == 0 else (f"x{i + 1}", f"y{i + 1}")
+        x0, y1 = c * (width + gap_x), 1 - r * (tall + gap_y)
+        xaxis: dict[str, Any] = {"domain": [x0, x0 + width], "anchor": y, "zeroline": False}
+        yaxis: dict[str, Any] = {"domain": [y1 - tall, y1], "anchor": x, "showticklabels": c == 0}
+        if i:
+            yaxis["matches"] = "y"
+        if c == 0:
+            yaxis["title"] = {"text": "test accuracy (%)"}
+        layout["annotations"].append(_text(metric.label, f"{x} domain", f"{y} domain", 0.5, 1.0, size=14,
+                                           yanchor="bottom", xanchor="center"))
+        values = cols[metric.column].astype(float)
+        measured = ~(np.isnan(values) | np.isnan(acc))
+        if not measured.any():
+            layout["annotations"].append(_text(explore.NOT_MEASURED if len(values) else "no results",
+                                               f"{x} domain", f"{y} domain", 0.5, 0.5, size=14, color="#888888"))
+            xaxis.update(showticklabels=False, showgrid=False, range=[0, 1])
+            # An empty trace makes plotly draw this panel's axes, so the note has a place.
+            data.append({"type": "scatter", "x": [], "y": [], "xaxis": x, "yaxis": y, "showlegend": False,
+                         "hoverinfo": "skip"})
+        else:
+            unit = explore.choose_unit(metric, float(values[measured].max()))
+            for method in dict.fromkeys(methods[measured]):
+                index = np.flatnonzero(measured & (methods == method))
+                color = colors.get(method, "#7f7f7f")
+                data.append({
+                    "type": "scatter", "mode": "markers", "xaxis": x, "yaxis": y,
+                    "x": (values[index] / unit.scale).tolist(), "y": acc[index].tolist(),
+                    "name": explore.method_label(method), "legendgroup": method, "showlegend": method not in shown,
+                    "marker": {"color": color, "size": 9, "opacity": 0.85, "line": {"width": 0.5, "color": "white"},
+                               "symbol": [MODE_SYMBOLS.get(m, "circle") for m in cols["mode"][index]]},
+                    "hovertext": hover_texts(cols, metric, index), "hoverinfo": "text"})
+                shown.add(method)
+                front = index[explore.front_indices(values[index], acc[index], cols["run_id"][index])]
+                if len(front) > 1:
+                    data.append({
+                        "type": "scatter", "mode": "lines", "xaxis": x, "yaxis": y,
+                        "x": (values[front] / unit.scale).tolist(), "y": acc[front].tolist(),
+                        "line": {"color": color, "width": 2, "shape": "hv"}, "legendgroup": method,
+                        "showlegend": False, "hoverinfo": "skip"})
+            if budget_metric is not None and budget is not None and metric.key == budget_metric.key:
+                at = budget / unit.scale
+                layout["shapes"].append({"type": "line", "xref": x, "yref": f"{y} domain", "x0": at, "x1": at,
+                                         "y0": 0, "y1": 1, "line": {"color": BUDGET_COLOR, "dash": "dash",
+                                                                     "width": 1.5}})
+                layout["annotations"].append(_text(f"budget {explore.format_quantity(budget, metric, unit)}",
+                                                   x, f"{y} domain", at, 1.0, size=11, xanchor="right",
+                                                   yanchor="top", color=BUDGET_COLOR))
+            if best_cols is not None and explore.present(best[metric.column]):
+                data.append({
+                    "type": "scatter", "mode": "markers", "xaxis": x, "yaxis": y,
+                    "x": [best[metric.column] / unit.scale], "y": [best["test_acc"]],
+                    "name": "best under budget", "legendgroup": "best", "showlegend": "best" not in shown,
+                    "marker": {"size": 20, "color": "rgba(0,0,0,0)", "line": {"color": BEST_COLOR, "width": 3}},
+                    "hovertext": hover_texts(best_cols, metric, [0]), "hoverinfo": "text"})
+                shown.add("best")
+            low, high = values[measured].min(), values[measured].max()
+            log = low > 0 and high / low > 30
+            xaxis.update(title={"text": f"{metric.label} ({unit.name})"}, type="log" if log else "linear",
+                         rangemode="normal" if log else "tozero")
+        layout["xaxis" if i == 0 else f"xaxis{i + 1}"] = xaxis
+        layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = yaxis
+    layout.update(height=height or 330 * nrows + 60, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                  legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0},
+                  hoverlabel={"align": "left"}, font=_FONT)
+    return {"data": data, "layout": layout}
 
 
-def _note(fig: go.Figure, text: str, panel: int) -> None:
-    suffix = "" if panel == 0 else str(panel + 1)
-    fig.add_annotation(text=text, xref=f"x{suffix} domain", yref=f"y{suffix} domain", x=0.5, y=0.5,
-                       showarrow=False, font=dict(size=14, color="#888888"))
+def _text(text: str, xref: str, yref: str, x: float, y: float, *, size: int, color: str | None = None,
+          **anchors: str) -> dict[str, Any]:
+    font: dict[str, Any] = {"size": size}
+    if color:
+        font["color"] = color
+    return {"text": text, "xref": xref, "yref": yref, "x": x, "y": y, "showarrow": False, "font": font,
+            **anchors}
 
 
 def layer_shares_figure(layers: pd.DataFrame) -> go.Figure:

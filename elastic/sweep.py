@@ -163,15 +163,34 @@ class SweepReport:
     seconds: float = 0.0
 
 
-def run_job(argv: tuple[str, ...], log: Path | None = None) -> tuple[int, str]:
+def run_job(argv: tuple[str, ...]) -> tuple[int, str]:
     """Run one job as a child process; returns (exit code, tail of its output)."""
     proc = subprocess.run([sys.executable, "-m", "elastic", *argv], cwd=REPO_ROOT,
                           capture_output=True, text=True)
-    output = proc.stdout + proc.stderr
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(output)
-    return proc.returncode, "\n".join(output.strip().splitlines()[-5:])
+    return proc.returncode, _tail(proc.stdout + proc.stderr)
+
+
+def run_job_here(argv: tuple[str, ...]) -> tuple[int, str]:
+    """Run one job in this process (no interpreter start-up: the smoke grid and
+    one-worker sweeps); any exception counts as a failed job."""
+    import contextlib
+    import io
+    import traceback
+
+    from elastic.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = main(list(argv))
+        except Exception:  # a bug in one job must not stop the sweep
+            traceback.print_exc()
+            code = 1
+    return code, _tail(out.getvalue())
+
+
+def _tail(output: str) -> str:
+    return "\n".join(output.strip().splitlines()[-5:])
 
 
 def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: str | None = None,
@@ -216,11 +235,17 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
 
 
 def _local_pool(workers: int):
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    """One worker: jobs run in this process, one after the other. More: child
+    processes, so that trainings run side by side (e.g. on one GPU)."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(max(workers, 1))
 
     def submit(job: Job):
+        if workers <= 1:
+            future: Future = Future()
+            future.set_result(run_job_here(job.argv))
+            return future
         return pool.submit(run_job, job.argv)
 
     def wait_one(handles):

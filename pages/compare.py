@@ -22,7 +22,7 @@ choice = state.choices()
 with st.sidebar:
     dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
     arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=False)
-metric = widgets.pick_metric(choice.metric, key="compare.metric")
+metric = widgets.pick_metric(choice.metric, label="Accuracy against", key="compare.metric")
 state.remember(choice.update(dataset=dataset, arch=arch, metric=metric.key, budget=choice.budget
                              if metric.key == choice.metric else None), share=("dataset", "arch", "metric"))
 

@@ -59,10 +59,13 @@ plotted = [explore.METRICS["memory_int8" if metric.key == "memory_int8" and key 
            for key in explore.PLOTTED]
 st.plotly_chart(figures.tradeoff_figure(rows, plotted, budget_metric=metric, budget=budget, best=pick.row),
                 width="stretch", config={"displaylogo": False})
+legend = ("Marker shape: ● no mode, ■ PA, ◆ FA, ▲ MA. Lines: each method's Pareto front. "
+          "Dashed: the budget. Red ring: the chosen configuration. Hover a point for its configuration.")
 unmeasured = int(rows["latency_ms"].isna().sum())
 if unmeasured:
-    st.caption(f"Latency: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
+    legend += (f" Latency: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
                "(`python -m elastic bench` measures it).")
+st.caption(legend)
 
 missing = explore.missing_methods(frame, dataset=dataset, arch=arch)
 if missing:

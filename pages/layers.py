@@ -7,9 +7,11 @@ from elastic.data import DATASETS
 from elastic.errors import ElasticError
 from elastic.ui import figures, models, state, widgets
 
+NAMES = {"params": "parameters", "macs": "MACs", "memory": "memory", "peak_memory": "peak memory"}
+
 st.title("Layer complexity")
-st.caption("Each layer's share of the parameters, MACs and memory (weights + output activation) of the "
-           "unpruned network, and the filters each complexity-driven mode keeps at the budget. "
+st.caption("Each convolution's and linear layer's share of the parameters, MACs and memory (weights + output "
+           "activation) of the unpruned network, and the filters each complexity-driven mode keeps at the budget. "
            "Computed live from the model, no training.")
 
 choice = state.choices()
@@ -46,9 +48,8 @@ for mode, message in failed.items():
 if plans:
     cells = st.columns(len(plans))
     for cell, (mode, p) in zip(cells, plans.items()):
-        achieved = p["achieved"]
-        cell.metric(f"{mode} keeps", f"{achieved.get(explore.MODE_METRIC[mode], float('nan')):.0%} "
-                    f"of {explore.MODE_METRIC[mode]}")
-        cell.caption(" · ".join(f"{k} {v:.0%}" for k, v in achieved.items()))
+        achieved, metric = p["achieved"], explore.MODE_METRIC[mode]
+        cell.metric(f"{mode} keeps", f"{achieved[metric]:.0%} of {NAMES[metric]}")
+        cell.caption("Kept: " + " · ".join(f"{NAMES.get(k, k)} {v:.0%}" for k, v in achieved.items()))
     st.plotly_chart(figures.plan_figure(models.kept_table(plans)), width="stretch",
                     config={"displaylogo": False})

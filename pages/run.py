@@ -42,7 +42,7 @@ if mode != "none":
         for cell, key, label in zip(cells, ("params", "macs", "memory"),
                                     ("Parameters", "MACs", "Memory (sum of weights + outputs per layer)")):
             cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key]),
-                        f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off")
+                        f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off", delta_arrow="off")
         st.plotly_chart(figures.plan_figure(models.kept_table({mode: plan})), width="stretch",
                         config={"displaylogo": False})
 

@@ -73,3 +73,11 @@ def test_load_all_skips_bad_files_and_reports_them(tmp_path):
     frame, problems = load_all(tmp_path)
     assert len(frame) == 1
     assert len(problems) == 1 and "bad.csv" in problems[0]
+
+
+def test_documented_schema_matches_the_code():
+    from pathlib import Path
+
+    from elastic.results import schema_markdown
+    readme = (Path(__file__).resolve().parent.parent / "cached_results" / "README.md").read_text()
+    assert schema_markdown() in readme

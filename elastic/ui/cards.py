@@ -33,7 +33,7 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
                     f"Latency (CPU, batch 1): **{latency}**{host}.")
         if pick.device is not None:
             for precision, fit in explore.device_fit(row, pick.device).items():
-                icon = ":material/check_circle:" if fit.fits else ":material/cancel:"
+                icon = ":green[:material/check_circle:]" if fit.fits else ":red[:material/cancel:]"
                 st.markdown(f"{icon} **{precision}** {fit.explain()}")
         made = [row["label"] or "no label", explore.data_kind(row["data_source"]), explore.epochs_text(row["epochs"])]
         st.caption("How this number was made: " + " · ".join(made)

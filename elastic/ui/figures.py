@@ -127,6 +127,9 @@ def tradeoff_figure(rows: pd.DataFrame, metrics: Sequence[Metric], *,
             log = low > 0 and high / low > 30
             xaxis.update(title={"text": f"{metric.label} ({unit.name})"}, type="log" if log else "linear",
                          rangemode="normal" if log else "tozero")
+            if log:
+                xaxis["dtick"] = 1          # one tick per decade: 0.1, 1, 10
+
         layout["xaxis" if i == 0 else f"xaxis{i + 1}"] = xaxis
         layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = yaxis
     layout.update(height=height or 330 * nrows + 60, margin={"l": 10, "r": 10, "t": 50, "b": 10},

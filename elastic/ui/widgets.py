@@ -53,8 +53,8 @@ def pick_arch(options: Sequence[str], current: str, *, allow_all: bool, key: str
                     format_func=lambda a: "All architectures" if a == explore.ALL_ARCHS else a)
 
 
-def pick_metric(current: str, *, key: str = "pick.metric", where: Any = st) -> Metric:
-    key_ = pick_one("Budget on", list(explore.METRICS), current, key=key, where=where,
+def pick_metric(current: str, *, label: str = "Budget on", key: str = "pick.metric", where: Any = st) -> Metric:
+    key_ = pick_one(label, list(explore.METRICS), current, key=key, where=where,
                     format_func=lambda k: explore.METRICS[k].label)
     return explore.METRICS[key_]
 

@@ -157,6 +157,8 @@ def run_train(args: argparse.Namespace) -> None:
     resume = args.checkpoint or final.with_suffix(".resume.pt")
     result = train(model, data.train, data.spec, recipe, device=device, seed=args.seed,
                    val_set=data.val, on_progress=progress_bar(f"train {args.arch}"), checkpoint=resume)
+    if result.resumed_from_epoch:
+        print(f"resumed from epoch {result.resumed_from_epoch} of {args.epochs} (checkpoint {resume})")
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, the first process writes the checkpoint and the row
     save_model(final, model, args.arch, data.num_classes, args.dataset, recipe=recipe.to_dict(), seed=args.seed)

@@ -140,7 +140,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, source: str =
     archive = f"the archive {spec.archive} or " if spec.archive else ""
     raise DataNotFound(
         f"dataset {name!r} not found. Looked for {archive}torchvision's files in: {looked}. "
-        f"Put {archive or 'the files'}in one of those folders (or point --data-dir / "
+        f"Put {archive}torchvision's files in one of those folders (or point --data-dir / "
         f"$ELASTIC_DATA at it), pass --download to fetch it with torchvision, "
         f"or use --data synthetic for a demo without data.")
 
@@ -286,8 +286,9 @@ def _read_torchvision(spec: DatasetSpec, root: Path, download: bool):
         return None
     except OSError as err:
         if download:
-            raise DataNotFound(f"could not download {spec.name} into {root} ({err}); check the "
-                               f"connection, or copy the dataset files there by hand") from err
+            raise DataNotFound(f"could not download {spec.name} into {root} ({err}): this machine seems to be "
+                               f"offline. Check the connection, or copy the dataset files there by hand, "
+                               f"or use --data synthetic for a demo without data") from err
         return None
     return None
 

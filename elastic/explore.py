@@ -79,7 +79,7 @@ def choose_unit(metric: Metric, value: float) -> Unit:
 def format_quantity(value: float | None, metric: Metric, unit: Unit | None = None) -> str:
     """`value` (in base units) for a reader: "40.8 M MACs", "272 K params",
     "1.09 MB", "3.2 ms"; "not measured yet" for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if not present(value):
         return NOT_MEASURED
     unit = unit or choose_unit(metric, float(value))
     return f"{_significant(float(value) / unit.scale)} {unit.name}"
@@ -125,7 +125,7 @@ class SliderSpec:
 def slider_spec(metric: Metric, values: Iterable[float]) -> SliderSpec | None:
     """The slider for budgets on `metric` over these measured values (base
     units); None when none is measured."""
-    finite = [float(v) for v in values if v is not None and v is not pd.NA and math.isfinite(float(v))]
+    finite = [float(v) for v in values if present(v) and math.isfinite(float(v))]
     if not finite:
         return None
     largest = max(finite)

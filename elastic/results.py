@@ -11,6 +11,7 @@ leaves a half-written file and concurrent workers never lose each other's rows.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import math
 import os
@@ -141,7 +142,11 @@ def read_results(path: Path | str) -> pd.DataFrame:
     the first bad row (rows are numbered as lines of the file)."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):   # every row this module writes ends with a newline
+            raise BadResults(f"{path}: the last row is incomplete (the file ends mid-line, as a write that was "
+                             f"cut off leaves it); restore the file or rerun the job that wrote it")
+        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise BadResults(f"{path}: file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:

@@ -70,15 +70,27 @@ def load_model(path: Path | str, *, arch: str | None = None, num_classes: int | 
                device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a `save_model` checkpoint describes. If arch or
     num_classes are given they must match the checkpoint's."""
+    from elastic.checks import skeleton, weights_mismatch
     state = load_checkpoint(path, device)
     if "model" not in state or "arch" not in state:
-        raise BadCheckpoint(f"{path} is not an Elastic model checkpoint (no 'arch' and 'model' entries)")
-    if state["arch"] not in ARCHS:
+        bare = " (it looks like a bare state_dict: wrap it with elastic.runs.save_model)" if all(
+            isinstance(v, torch.Tensor) for v in state.values()) else ""
+        raise BadCheckpoint(f"{path} is not an Elastic model checkpoint: expected 'arch', 'num_classes' and "
+                            f"'model' entries, as elastic.runs.save_model writes{bare}")
+    if not isinstance(state["arch"], str) or state["arch"] not in ARCHS:
         raise BadCheckpoint(f"{path} is for architecture {state['arch']!r}, which is not supported")
     if arch is not None and state["arch"] != arch:
         raise BadCheckpoint(f"{path} holds a {state['arch']} model, expected {arch}")
-    if num_classes is not None and int(state["num_classes"]) != num_classes:
-        raise BadCheckpoint(f"{path} was trained for {state['num_classes']} classes, expected {num_classes}")
+    if num_classes is not None and state.get("num_classes") != num_classes:
+        raise BadCheckpoint(f"{path} was trained for {state.get('num_classes', 'an unrecorded number of')} "
+                            f"classes, expected {num_classes}")
+    try:  # shapes first, on the meta device: a crafted config or class count allocates nothing
+        unfit = weights_mismatch(skeleton(state["arch"], state.get("num_classes"), state.get("config")),
+                                 state["model"])
+    except ValueError as err:
+        raise BadCheckpoint(f"{path}: {err}") from None
+    if unfit:
+        raise BadCheckpoint(f"{path}: weights do not fit the {state['arch']} it describes ({unfit})")
     model = build_model(state["arch"], int(state["num_classes"]), state.get("config"))
     try:
         model.load_state_dict(state["model"])

@@ -262,17 +262,19 @@ def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load with weights_only=True: a file carrying pickled code is refused, not run."""
+    """Load with weights_only=True: a file carrying pickled code is refused, not run.
+    Empty, foreign, truncated or corrupted (zip checksum) files are refused first."""
+    from elastic.checks import EXPECTED, format_problem, load_failure
     path = Path(path)
     if not path.is_file():
         raise BadCheckpoint(f"checkpoint {path} does not exist")
+    problem = format_problem(path)
+    if problem:
+        raise BadCheckpoint(f"cannot load checkpoint {path}: {problem}; expected {EXPECTED}")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # torch raises many types for bad files
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            reason = "it contains pickled Python objects, which are refused for safety"
-        raise BadCheckpoint(f"cannot load checkpoint {path}: {reason}") from None
+        raise BadCheckpoint(f"cannot load checkpoint {path}: {load_failure(err)}; expected {EXPECTED}") from None
     if not isinstance(state, dict):
         raise BadCheckpoint(f"checkpoint {path} holds a {type(state).__name__}, not a dict of tensors")
     return state

@@ -5,10 +5,10 @@ import math
 import streamlit as st
 
 from elastic import explore
-from elastic.ui import data, figures, state, widgets
+from elastic.ui import data, figures, page, state, widgets
 
-st.title("Compare with the papers")
-st.caption("Our measurements (left) are rows of the results tables. The papers' claims (right) are quoted "
+page.start("Compare with the papers",
+           "Our measurements (left) are rows of the results tables. The papers' claims (right) are quoted "
            "from the papers, under their own set-ups: they are not measured here and are never plotted.")
 
 frame, problems = data.load_results()

@@ -5,10 +5,10 @@ import math
 import streamlit as st
 
 from elastic import explore
-from elastic.ui import cards, data, figures, state, widgets
+from elastic.ui import cards, data, figures, page, state, widgets
 
-st.title("Explorer")
-st.caption("Every measured configuration, accuracy against MACs, parameters, memory and latency. "
+page.start("Explorer",
+           "Every measured configuration, accuracy against MACs, parameters, memory and latency. "
            "Set a budget or pick a device: the most accurate configuration that fits is ringed and explained.")
 
 frame, problems = data.load_results()

@@ -6,10 +6,10 @@ import streamlit as st
 
 from elastic import explore
 from elastic.data import DATASETS
-from elastic.ui import data, models, state, widgets
+from elastic.ui import data, models, page, state, widgets
 
-st.title("Export")
-st.caption("Pick a measured configuration; it is rebuilt from its stored architecture config and exported "
+page.start("Export",
+           "Pick a measured configuration; it is rebuilt from its stored architecture config and exported "
            "for deployment. Trained weights are used when the run's checkpoint is in the cache.")
 
 frame, problems = data.load_results()

@@ -5,12 +5,12 @@ import streamlit as st
 from elastic import explore
 from elastic.data import DATASETS
 from elastic.errors import ElasticError
-from elastic.ui import figures, models, state, widgets
+from elastic.ui import figures, models, page, state, widgets
 
 NAMES = {"params": "parameters", "macs": "MACs", "memory": "memory", "peak_memory": "peak memory"}
 
-st.title("Layer complexity")
-st.caption("Each convolution's and linear layer's share of the parameters, MACs and memory (weights + output "
+page.start("Layer complexity",
+           "Each convolution's and linear layer's share of the parameters, MACs and memory (weights + output "
            "activation) of the unpruned network, and the filters each complexity-driven mode keeps at the budget. "
            "Computed live from the model, no training.")
 

@@ -5,12 +5,12 @@ import streamlit as st
 from elastic import explore
 from elastic.data import DATASETS
 from elastic.errors import ElasticError
-from elastic.ui import figures, jobs, models, state, widgets
+from elastic.ui import figures, jobs, models, page, state, widgets
 
 JOB = "run.job"
 
-st.title("Run it")
-st.caption("A dry run plans the pruned network (instant, no training); a quick run trains that network "
+page.start("Run it",
+           "A dry run plans the pruned network (instant, no training); a quick run trains that network "
            "from scratch on a small subset in the background. Quick runs are smoke tests of the "
            "pipeline, not results: they are not written to the results tables.")
 

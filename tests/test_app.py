@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -303,3 +305,14 @@ def test_explorer_renders_the_shipped_results(monkeypatch):
         assert card(at)
     else:
         assert any("No results yet" in i.value for i in at.info)
+
+
+def test_the_explorer_loads_without_torch(results):
+    """The first page must load fast: it needs pandas and plotly, never torch."""
+    code = ("import sys; from streamlit.testing.v1 import AppTest; "
+            "at = AppTest.from_file('app.py', default_timeout=60).run(); "
+            "assert not at.exception, at.exception; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -71,6 +71,10 @@ def streamlit_server(results: Path, log: Path) -> Iterator[str]:
             server.wait()
 
 
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     base = tmp_path_factory.getbasetemp()                 # shared with test_app's fixture
@@ -95,7 +99,7 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
     shot = ROOT / "artifacts" / "explorer.png"
     shot.parent.mkdir(exist_ok=True)
     with streamlit_server(results, tmp_path / "streamlit.log") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2300})
             started = time.monotonic()
@@ -124,3 +128,24 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_shared_link_to_a_page_opens_it_inside_the_app(results, tmp_path):
+    """The first visitor of a fresh server arrives on /compare, not on the
+    explorer: the page must still run inside app.py's navigation."""
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_server(results, tmp_path / "streamlit.log") as url, sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/compare?dataset=cifar10&arch=resnet20")
+            page.wait_for_function(
+                "() => document.querySelector('h1')?.innerText === 'Compare with the papers' && "
+                "document.querySelector('[data-testid=stSidebarNav]')?.innerText.includes('Explorer')",
+                timeout=60_000)
+            links = page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
+            assert any("Layer complexity" in link for link in links)
+            assert not any(link.strip() in ("app", "compare", "explorer") for link in links)
+        finally:
+            browser.close()

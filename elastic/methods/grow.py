@@ -41,7 +41,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, ElasticError
-from elastic.models import ARCHS, arch_config, build_model
+from elastic.models import ARCHS, arch_config, build_model, layer_shape
 from elastic.train import Progress, Recipe, TrainResult, load_checkpoint, save_checkpoint, train
 
 DEFAULT_LEVELS = (0.512, 0.64, 0.8, 1.0)
@@ -398,7 +398,7 @@ class ElasticNet(nn.Module):
         return table
 
     def _level_configs(self) -> list[dict[str, Any]]:
-        reference = {name: _shape(module) for name, module in ARCHS.get(self.arch).build(self.num_classes)
+        reference = {name: layer_shape(module) for name, module in ARCHS.get(self.arch).build(self.num_classes)
                      .named_modules()}
         removed = arch_config(self.base, self.arch, self.num_classes)["removed_blocks"]
         configs = []
@@ -406,7 +406,7 @@ class ElasticNet(nn.Module):
             params = self.level_params(k, detach=True)
             shapes = {}
             for name, module in self.base.named_modules():
-                if _shape(module) is None:
+                if layer_shape(module) is None:
                     continue
                 weight = params[f"{name}.weight"]
                 shape = [weight.shape[0]] if isinstance(module, _BatchNorm) else [weight.shape[1], weight.shape[0]]
@@ -469,17 +469,6 @@ class LevelView(nn.Module):
 
 def _key(name: str) -> str:
     return name.replace(".", "-")     # module names never contain "-"
-
-
-def _shape(module: nn.Module) -> list[int] | None:
-    """The shape `arch_config` records for a module."""
-    if isinstance(module, nn.Conv2d):
-        return [module.in_channels, module.out_channels]
-    if isinstance(module, nn.Linear):
-        return [module.in_features, module.out_features]
-    if isinstance(module, nn.BatchNorm2d):
-        return [module.num_features]
-    return None
 
 
 @torch.no_grad()

@@ -99,8 +99,8 @@ def arch_config(model: nn.Module, arch: str, num_classes: int) -> dict[str, Any]
                and name.rpartition(".")[0] in present]
     shapes = {}
     for name, module in present.items():
-        shape = _shape(module)
-        if shape is not None and name in reference and shape != _shape(reference[name]):
+        shape = layer_shape(module)
+        if shape is not None and name in reference and shape != layer_shape(reference[name]):
             shapes[name] = shape
     return {"removed_blocks": removed, "shapes": shapes}
 
@@ -117,7 +117,8 @@ def remove_blocks(model: nn.Module, names: list[str]) -> nn.Module:
     return model
 
 
-def _shape(module: nn.Module) -> list[int] | None:
+def layer_shape(module: nn.Module) -> list[int] | None:
+    """The shape `arch_config` records for a conv / linear / batch-norm layer, else None."""
     if isinstance(module, nn.Conv2d):
         return [module.in_channels, module.out_channels]
     if isinstance(module, nn.Linear):
@@ -144,4 +145,4 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent), child, new)
 
 
-__all__ = ["ARCHS", "ArchSpec", "arch_config", "build_model", "remove_blocks"]
+__all__ = ["ARCHS", "ArchSpec", "arch_config", "build_model", "layer_shape", "remove_blocks"]

@@ -28,18 +28,19 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
         _numbers(row, baseline)
         latency = explore.format_quantity(row["latency_ms"], METRICS["latency"])
         host = f" on {row['latency_host']}" if row.get("latency_host") else ""
-        st.markdown(f"Peak memory (weights + activations, batch 1): **{explore.format_bytes(row['peak_mem_fp32'])}** "
-                    f"at fp32, **{explore.format_bytes(row['peak_mem_int8'])}** at int8. "
+        fp32, int8 = explore.format_bytes(row["peak_mem_fp32"]), explore.format_bytes(row["peak_mem_int8"])
+        st.markdown(f"Peak memory (weights + activations, batch 1): **{fp32}** at fp32, **{int8}** at int8. "
                     f"Latency (CPU, batch 1): **{latency}**{host}.")
         if pick.device is not None:
             for precision, fit in explore.device_fit(row, pick.device).items():
                 icon = ":green[:material/check_circle:]" if fit.fits else ":red[:material/cancel:]"
                 st.markdown(f"{icon} **{precision}** {fit.explain()}")
-        made = [row["label"] or "no label", explore.data_kind(row["data_source"]), explore.epochs_text(row["epochs"])]
-        st.caption("How this number was made: " + " · ".join(made)
-                   + f". Chosen among {pick.fitting} of {pick.considered} configurations"
-                   + (f"; {pick.metric.label}: {explore.NOT_MEASURED} for {pick.unmeasured} more" if pick.unmeasured else "")
-                   + ".")
+        made = " · ".join([row["label"] or "no label", explore.data_kind(row["data_source"]),
+                           explore.epochs_text(row["epochs"])])
+        among = f"Chosen among {pick.fitting} of {pick.considered} configurations"
+        if pick.unmeasured:
+            among += f"; {pick.metric.label}: {explore.NOT_MEASURED} for {pick.unmeasured} more"
+        st.caption(f"How this number was made: {made}. {among}.")
         if row["data_source"] == "synthetic":
             st.warning("Trained on synthetic images: the accuracy says nothing about real data.")
         with st.expander("Provenance"):

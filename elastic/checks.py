@@ -1,0 +1,208 @@
+"""Checks on what users hand us: checkpoint files, uploaded checkpoints and the
+query parameters of a shared link. Each check either passes or says, in one
+line, which file or value is wrong, what is wrong with it and what was expected.
+
+Checkpoints are only ever read with `weights_only=True` (elastic.train.load_checkpoint):
+tensors and plain values, never pickled code. The checks here run before that load
+(format by magic bytes, size, zip checksums) and after it (the weights fit the
+architecture the checkpoint claims, before any memory is allocated for it).
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import tempfile
+import unicodedata
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from elastic.errors import BadCheckpoint
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+ZIP_MAGIC = b"PK\x03\x04"             # torch.save's format since PyTorch 1.6
+EXPECTED = "a checkpoint written by torch.save (python -m elastic train, prune or grow)"
+
+
+# ---- checkpoint files --------------------------------------------------------------
+
+def checkpoint_format(head: bytes) -> str:
+    """'zip' or 'pickle' (torch.save's legacy format: a pickle of protocol 2 to 5)
+    from a file's first bytes; '' for anything else."""
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    return ""
+
+
+def format_problem(path: Path | str) -> str:
+    """Why `path` cannot be a torch checkpoint, judged without unpickling anything
+    ('' if it may be one): empty, unknown magic bytes, a zip with a compressed
+    part (torch.save never compresses; a compressed part could expand without
+    limit), a zip cut short, or a part whose CRC-32 does not match."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if not head:
+        return "the file is empty"
+    kind = checkpoint_format(head)
+    if not kind:
+        return f"it is not a PyTorch checkpoint (it starts with {head[:4]!r}, not a zip archive or a pickle)"
+    if kind == "pickle":
+        return ""          # the legacy format carries no checksum: torch.load judges it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.compress_type != zipfile.ZIP_STORED:
+                    return f"its part {info.filename!r} is compressed, which torch.save never does"
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        return f"the file is cut short or damaged (not a complete zip archive: {err})"
+    if bad is not None:
+        return (f"the file is corrupted: its part {bad!r} does not match its checksum "
+                f"(changed or incompletely copied after it was saved)")
+    return ""
+
+
+def load_failure(err: BaseException) -> str:
+    """What a torch.load(weights_only=True) error means, in one line."""
+    text = str(err)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it contains pickled Python code ({found.group(1)}), which is refused for safety: "
+                f"only tensors and plain values are loaded")
+    if isinstance(err, pickle.UnpicklingError) or "Unsupported operand" in text:
+        return "its pickled data is damaged or uses pickle operations that are refused for safety"
+    if isinstance(err, EOFError) or "central directory" in text:
+        return "the file is cut short (truncated)"
+    first = text.strip().splitlines()
+    return first[0] if first else type(err).__name__
+
+
+def weights_mismatch(model: nn.Module, weights: Any) -> str:
+    """'' if `weights` (a state dict) has exactly `model`'s tensor names and shapes,
+    else what differs. `model` may live on the meta device (shapes only)."""
+    if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return "its 'model' entry is not a dict of tensors"
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        return "; ".join(parts)
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            return f"{name} has shape {list(weights[name].shape)}, expected {list(shape)}"
+    return ""
+
+
+def skeleton(arch: str, num_classes: int, config: Any) -> nn.Module:
+    """`build_model(arch, num_classes, config)` on the meta device: the shapes a
+    checkpoint claims, with no memory allocated (a checkpoint's config and class
+    count are not trusted until its weights are seen to fit them). Raises
+    ValueError, with the reason, for a class count or config that does not fit."""
+    from elastic.models import build_model
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"its num_classes entry ({num_classes!r}) is not a positive whole number")
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(f"its config entry is a {type(config).__name__}, not a dict")
+    try:
+        with torch.device("meta"):
+            return build_model(arch, num_classes, config)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(f"its config does not describe a {arch} ({first[0] if first else type(err).__name__})") \
+            from None
+
+
+# ---- uploads -----------------------------------------------------------------------
+
+def display_name(filename: str) -> str:
+    """A user's file name, safe to show: the last path part, no control
+    characters, no Markdown backticks, at most 80 characters."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").replace("`", "'").strip()
+    return (name[:77] + "...") if len(name) > 80 else (name or "the uploaded file")
+
+
+def check_upload(data: bytes, filename: str, arch: str, num_classes: int,
+                 max_bytes: int = MAX_UPLOAD_BYTES, *, device: torch.device | str = "cpu"
+                 ) -> tuple[nn.Module, dict[str, Any]]:
+    """An uploaded checkpoint as (model in eval mode, its saved metadata without
+    the weights). Checked in order: size (before anything is read), format by
+    magic bytes, then `elastic.runs.load_model` (weights_only, zip checksums,
+    architecture, class count, weights fitting the saved config). The bytes go
+    to a file in a fresh temporary folder (never named after `filename`), which
+    is deleted before returning. Raises BadCheckpoint naming the file."""
+    from elastic.models import ARCHS
+    from elastic.runs import load_model
+
+    name = display_name(filename)
+    size = len(data)
+    if size > max_bytes:
+        raise BadCheckpoint(f"{name} is {_mb(size)}; the limit is {_mb(max_bytes)}. Upload a smaller checkpoint "
+                            f"(a CIFAR ResNet-56 is about 3.5 MB)")
+    if size == 0:
+        raise BadCheckpoint(f"{name} is empty; expected {EXPECTED}")
+    if not checkpoint_format(data[:8]):
+        raise BadCheckpoint(f"{name} is not a PyTorch checkpoint: it starts with {data[:4]!r}; expected "
+                            f"{EXPECTED}, which starts with {ZIP_MAGIC!r} (zip) or a pickle header")
+    if arch not in ARCHS:
+        raise BadCheckpoint(f"architecture {arch!r} is not supported; choose one of {', '.join(ARCHS.names())}")
+    with tempfile.TemporaryDirectory(prefix="elastic-upload-") as folder:
+        path = Path(folder) / "upload.pt"
+        path.write_bytes(data)
+        try:
+            model, state = load_model(path, arch=arch, num_classes=num_classes, device=device)
+        except BadCheckpoint as err:
+            raise BadCheckpoint(str(err).replace(str(path), name)) from None
+    meta = {key: value for key, value in state.items() if key != "model"}
+    return model.eval(), meta
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 ** 2:.1f} MB"
+
+
+# ---- query parameters of a shared link -----------------------------------------------
+
+def query_problems(params: Mapping[str, Any]) -> list[str]:
+    """One message per query parameter the pages cannot use (they fall back to a
+    default for it): unknown dataset, architecture or budget metric, and a budget
+    that is not a finite number >= 0."""
+    from elastic.data import DATASETS
+    from elastic.explore import ALL_ARCHS, METRICS
+    from elastic.models import ARCHS
+
+    def value(key: str) -> str:
+        got = params.get(key, "")
+        return str(got[0] if isinstance(got, (list, tuple)) and got else got)
+
+    problems = []
+    dataset, arch, metric, budget = value("dataset"), value("arch"), value("metric"), value("budget")
+    if dataset and dataset not in DATASETS:
+        problems.append(f"Unknown dataset {dataset!r} in the link; known: {', '.join(DATASETS.names())}.")
+    if arch and arch not in ARCHS and arch != ALL_ARCHS:
+        problems.append(f"Unknown architecture {arch!r} in the link; known: {', '.join(ARCHS.names())}.")
+    if metric and metric not in METRICS:
+        problems.append(f"Unknown budget metric {metric!r} in the link; known: {', '.join(METRICS)}.")
+    if budget:
+        try:
+            number = float(budget)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            problems.append(f"The budget {budget!r} in the link is not a number of at least 0; it is ignored.")
+    return problems
+
+
+__all__ = ["MAX_UPLOAD_BYTES", "BadCheckpoint", "check_upload", "checkpoint_format", "display_name",
+           "format_problem", "load_failure", "query_problems", "skeleton", "weights_mismatch"]

@@ -1,0 +1,206 @@
+"""The elastic page's loaders and figures: the shipped elastic checkpoints, one
+cached model per checkpoint (shared by every session, switched by passing the
+level, never by changing it), and per-level accuracy, cost and timings.
+
+Cached values are keyed by the checkpoint's path and modification time, so a
+re-shipped checkpoint is loaded afresh.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from elastic import deploy, explore
+from elastic.data import DATASETS, ImageSet, default_data_dirs, load_dataset
+from elastic.errors import BadCheckpoint, DataNotFound
+from elastic.methods import grow
+from elastic.methods.grow import ElasticNet
+from elastic.profile import profile_model
+from elastic.train import evaluate, predict
+from elastic.ui import data, figures
+
+METHODS = ("elastic", "elastic-joint")
+LIVE_IMAGES = 500          # test images the live accuracy is measured on
+SHOWN_IMAGES = 8           # test images shown with their predictions
+_FONT = dict(family="sans-serif", size=12)
+
+
+# ---- finding and loading checkpoints ----------------------------------------------------
+
+def checkpoints_dir() -> Path:
+    """$ELASTIC_CHECKPOINTS_DIR, else checkpoints/ in the results folder
+    (cached_results/checkpoints, where `python -m elastic grow --ship` writes)."""
+    return Path(os.environ.get("ELASTIC_CHECKPOINTS_DIR") or data.results_dir() / "checkpoints")
+
+
+def find_checkpoints(folder: Path) -> list[Path]:
+    """Elastic checkpoints in `folder` (`*elastic*.pt`, not resume files), by name."""
+    return sorted(p for p in folder.glob("*elastic*.pt") if not p.name.endswith(".resume.pt"))
+
+
+def checkpoint_label(path: Path) -> str:
+    """'cifar10 · resnet20 · elastic · c4g2 · s0' from the file name."""
+    return " · ".join(path.stem.split("__"))
+
+
+def grow_command(arch: str = "resnet20", dataset: str = "cifar10", *, joint: bool = False, ship: bool = True) -> str:
+    """The command that trains an elastic model (and ships its checkpoint to cached_results/checkpoints)."""
+    return (f"python -m elastic grow --arch {arch} --dataset {dataset}" + (" --joint" if joint else "")
+            + (" --ship" if ship else ""))
+
+
+def stamp(path: Path) -> int:
+    """The checkpoint's modification time: part of every cache key."""
+    return path.stat().st_mtime_ns
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the elastic checkpoint...")
+def elastic_model(path: str, mtime: int) -> ElasticNet:
+    """The elastic network in a checkpoint, in eval mode, on the CPU. Shared by
+    every session: call it with a level (`model(x, level)`), never change it."""
+    return grow.load_elastic(path)
+
+
+def dataset_of(model: ElasticNet, path: Path) -> str:
+    """The dataset the checkpoint was trained on: its metadata, else its file name."""
+    name = str(model.meta.get("dataset") or path.name.split("__")[0])
+    if name not in DATASETS:
+        raise BadCheckpoint(f"{path.name}: trained on an unknown dataset {name!r}")
+    return name
+
+
+def trained_on_synthetic(model: ElasticNet) -> bool:
+    """Run ids of runs on synthetic images end in /synthetic (grow.run_prefix)."""
+    return str(model.meta.get("run", "")).endswith("/synthetic")
+
+
+# ---- test images ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LiveImages:
+    """A fixed subset of a test split, and where it came from."""
+    images: ImageSet
+    classes: tuple[str, ...]
+    source: str            # "archive:<path>", "torchvision:<root>" or "synthetic"
+    fallback: str          # why synthetic images stand in for the dataset ("" if they do not)
+
+
+def live_images(dataset: str, synthetic: bool, n: int = LIVE_IMAGES) -> LiveImages:
+    """`n` images of the test split (a fixed subset), real unless the model was
+    trained on synthetic images; synthetic when the dataset is not on disk."""
+    return _live_images(dataset, synthetic, n, tuple(str(d) for d in default_data_dirs()))
+
+
+@st.cache_data(show_spinner="Loading test images...", max_entries=4)
+def _live_images(dataset: str, synthetic: bool, n: int, data_dirs: tuple[str, ...]) -> LiveImages:
+    fallback = ""          # data_dirs is in the key: another $ELASTIC_DATA finds other files
+    if synthetic:
+        splits = load_dataset(dataset, source="synthetic")
+    else:
+        try:
+            splits = load_dataset(dataset)
+        except DataNotFound as err:
+            fallback, splits = str(err), load_dataset(dataset, source="synthetic")
+    return LiveImages(splits.test.head(n), splits.classes, splits.source, fallback)
+
+
+# ---- one level: accuracy, cost, timings --------------------------------------------------
+
+def level_accuracy(path: str, mtime: int, level: int, live: LiveImages, dataset: str) -> tuple[float, list[int]]:
+    """Test accuracy (%) of `level` on the live images, and its predictions for
+    the first SHOWN_IMAGES of them."""
+    return _level_accuracy(path, mtime, level, dataset, live.source, len(live.images), live)
+
+
+@st.cache_data(show_spinner="Evaluating the level...", max_entries=64)
+def _level_accuracy(path: str, mtime: int, level: int, dataset: str, source: str, count: int,
+                    _live: LiveImages) -> tuple[float, list[int]]:
+    # The images are not hashed: (dataset, source, count) name them (a fixed subset of one source).
+    model = elastic_model(path, mtime)
+    spec = DATASETS.get(dataset)
+    run = lambda x: model(x, level)             # noqa: E731 - the level is an argument, not a switch
+    shown = _live.images.take(range(min(SHOWN_IMAGES, len(_live.images))))
+    return evaluate(run, _live.images, spec), predict(run, shown, spec).tolist()
+
+
+@st.cache_data(show_spinner="Profiling the level...", max_entries=64)
+def level_profile(path: str, mtime: int, level: int) -> dict[str, float]:
+    """Parameters, MACs and peak memory of `level` as a standalone network."""
+    model = elastic_model(path, mtime)
+    small = grow.extract(model, level)          # a new module: profiling it leaves the shared model alone
+    prof = profile_model(small, input_shape(model, path))
+    return {"params": prof.params, "macs": prof.macs, "peak_mem_fp32": prof.peak_memory_bytes(4),
+            "peak_mem_int8": prof.peak_memory_int8()}
+
+
+@st.cache_data(show_spinner="Timing the level...", max_entries=64)
+def level_timing(path: str, mtime: int, level: int) -> dict[str, float | str]:
+    """Batch-1 CPU latency of `level` extracted and run inside the elastic model
+    (ms), and the time to switch to it (µs): preparing its weight views from
+    scratch, and fetching them once prepared."""
+    model = elastic_model(path, mtime)
+    shape = input_shape(model, path)
+    extracted = deploy.measure_latency(grow.extract(model, level), shape, repeats=20)
+    in_place = grow.latency_ms(lambda x: model(x, level), torch.randn(1, *shape), repeats=20)
+    return {"extracted_ms": extracted.median_ms, "in_place_ms": in_place, "host": extracted.host,
+            "threads": extracted.threads, "switch_us": grow.switch_time_us(model, level),
+            "switch_cached_us": grow.switch_time_us(model, level, cached=True)}
+
+
+def input_shape(model: ElasticNet, path: Path | str) -> tuple[int, int, int]:
+    size = DATASETS.get(dataset_of(model, Path(path))).input_size
+    return (3, size, size)
+
+
+def thumbnails(images: torch.Tensor, scale: int = 3) -> list[np.ndarray]:
+    """uint8 (N, 3, H, W) images as (H*scale, W*scale, 3) arrays for st.image,
+    enlarged without smoothing so 32x32 pixels stay visible."""
+    hwc = images.permute(0, 2, 3, 1).numpy()
+    return [img.repeat(scale, axis=0).repeat(scale, axis=1) for img in hwc]
+
+
+# ---- the results rows -------------------------------------------------------------------
+
+def level_rows(frame: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
+    """Rows of the elastic methods for this dataset and architecture, with the
+    level number (`level_no`), its width and the run (run id without /levelK)."""
+    rows = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch) & frame["method"].isin(METHODS)]
+    details = [json.loads(d) if d else {} for d in rows["details"]]
+    return rows.assign(
+        level_no=pd.to_numeric(rows["level"], errors="coerce"),
+        width=[float(d.get("width", np.nan)) for d in details],
+        run=[r.rsplit("/level", 1)[0] for r in rows["run_id"]],
+    ).sort_values(["run", "level_no"], kind="mergesort")
+
+
+def levels_figure(rows: pd.DataFrame, width: float | None = None) -> go.Figure:
+    """Test accuracy of every level of every elastic run against the level's
+    width, one line per run; the level shown on the page as a dashed line."""
+    colors = figures.method_colors()
+    fig = go.Figure()
+    for run, group in rows.groupby("run", sort=False):
+        method = group["method"].iloc[0]
+        synthetic = " · synthetic" if (group["data_source"] == "synthetic").any() else ""
+        name = f"{explore.method_label(method)} · {run.split('/', 3)[-1]}{synthetic}"
+        fig.add_trace(go.Scatter(
+            x=(group["width"] * 100).tolist(), y=group["test_acc"].tolist(), mode="lines+markers", name=name,
+            line=dict(color=colors.get(method), dash="solid" if method == "elastic" else "dash"),
+            customdata=np.stack([group["level_no"], group["macs"] / 1e6], axis=1),
+            hovertemplate="level %{customdata[0]:.0f} (%{x:.1f}% width): %{y:.2f}% · "
+                          "%{customdata[1]:.2f} M MACs<extra></extra>"))
+    if width is not None:
+        fig.add_vline(x=width * 100, line=dict(color="#444444", dash="dash", width=1),
+                      annotation_text="shown above", annotation_position="top left")
+    fig.update_layout(height=360, xaxis_title="width of the level (% of every layer's channels)",
+                      yaxis_title="test accuracy (%)", margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), font=_FONT,
+                      template="plotly_white")
+    return fig

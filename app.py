@@ -8,19 +8,25 @@ from pathlib import Path
 import streamlit as st
 
 HERE = Path(__file__).resolve().parent
-# (file, title, icon); the first is the default page. Pages whose file is not
-# there yet are left out, so they appear once they land.
-PAGES = (
-    ("pages/explorer.py", "Explorer", ":material/scatter_plot:"),
-    ("pages/layers.py", "Layer complexity", ":material/stacked_bar_chart:"),
-    ("pages/blocks.py", "Block pruning", ":material/view_agenda:"),
-    ("pages/elastic.py", "Elastic networks", ":material/unfold_more:"),
-    ("pages/compare.py", "Compare with papers", ":material/compare_arrows:"),
-    ("pages/run.py", "Run it", ":material/play_circle:"),
-    ("pages/export.py", "Export", ":material/download:"),
-)
+# Titles and icons of the known pages, in menu order; the first is the default.
+# Every other script in pages/ is listed after them under its file name, and a
+# page whose file is not there yet is left out, so pages appear once they land.
+KNOWN = {
+    "explorer": ("Explorer", ":material/scatter_plot:"),
+    "layers": ("Layer complexity", ":material/stacked_bar_chart:"),
+    "blocks": ("Block pruning", ":material/view_agenda:"),
+    "elastic": ("Elastic networks", ":material/unfold_more:"),
+    "compare": ("Compare with papers", ":material/compare_arrows:"),
+    "run": ("Run it", ":material/play_circle:"),
+    "export": ("Export", ":material/download:"),
+    "upload": ("Check a checkpoint", ":material/upload_file:"),
+}
 
 st.set_page_config(page_title="Elastic", page_icon=":material/compress:", layout="wide")
-pages = [st.Page(path, title=title, icon=icon, default=(i == 0))
-         for i, (path, title, icon) in enumerate(PAGES) if (HERE / path).is_file()]
+names = {p.stem for p in (HERE / "pages").glob("*.py") if not p.name.startswith("_")}
+order = [name for name in KNOWN if name in names] + sorted(names - set(KNOWN))
+pages = []
+for i, name in enumerate(order):
+    title, icon = KNOWN.get(name, (name.replace("_", " ").capitalize(), ":material/article:"))
+    pages.append(st.Page(f"pages/{name}.py", title=title, icon=icon, default=(i == 0)))
 st.navigation(pages).run()

@@ -5,10 +5,10 @@ import streamlit as st
 
 from elastic import explore
 from elastic.data import DATASETS
-from elastic.ui import blocks_view, data, models, state, widgets
+from elastic.ui import blocks_view, data, models, page, state, widgets
 
-st.title("Block pruning")
-st.caption("Direct block pruning takes each removable residual block out in turn, measures the validation "
+page.start("Block pruning",
+           "Direct block pruning takes each removable residual block out in turn, measures the validation "
            "accuracy without it, removes the least harmful one and fine-tunes; the L1 and random orders are "
            "the proxies it is compared with. Every number below was measured by the run named with it.")
 
@@ -70,13 +70,15 @@ else:
         st.warning("This run used synthetic images: its accuracies say nothing about real data.")
 
     grid = blocks_view.candidate_grid(run_steps)
-    if grid.scored:
+    if not grid.steps:
+        st.info("This run removed no block: its budget was already met by the starting network.")
+    elif grid.scored:
         st.markdown(f"**What each step saw**: {blocks_view.SCORE_NAMES[method]} for every remaining candidate; "
                     "blank once a block is gone; the block removed at each step is ringed.")
         st.plotly_chart(blocks_view.heatmap_figure(grid, method), width="stretch", config={"displaylogo": False})
     else:
-        st.info("This run removed blocks in a random order, so no candidate was scored. Removal order: "
-                + " → ".join(grid.chosen) + ".")
+        why = "in a random order, so no candidate was scored" if method == "block-random" else "with no scores recorded"
+        st.info(f"This run removed blocks {why}. Removal order: " + " → ".join(grid.chosen) + ".")
     with st.expander("Provenance of this run"):
         st.dataframe(run_steps[explore.PROVENANCE], hide_index=True, width="stretch")
 

@@ -6,10 +6,10 @@ import streamlit as st
 from elastic import explore
 from elastic.errors import ElasticError
 from elastic.explore import METRICS
-from elastic.ui import data, elastic_view, state
+from elastic.ui import data, elastic_view, page, state, widgets
 
-st.title("Elastic networks")
-st.caption("Prune-and-grow keeps several nested widths in one model: each level uses the leading channels of "
+page.start("Elastic networks",
+           "Prune-and-grow keeps several nested widths in one model: each level uses the leading channels of "
            "the shared weights, with its own batch norms and head. Switching a level copies no weights. "
            "Everything on this page is measured now, on this server, from the shipped checkpoint; the chart at "
            "the bottom shows what the training runs recorded.")
@@ -30,9 +30,8 @@ choice = state.choices()
 by_name = {p.name: p for p in paths}
 wanted = st.session_state.get("elastic.checkpoint") or next(
     (p.name for p in paths if p.name.startswith(f"{choice.dataset}__{choice.arch}__")), None)
-with st.sidebar:
-    name = st.selectbox("Elastic checkpoint", list(by_name), index=list(by_name).index(wanted) if wanted in by_name
-                        else 0, key="elastic.pick", format_func=lambda n: elastic_view.checkpoint_label(by_name[n]))
+name = widgets.pick_one("Elastic checkpoint", list(by_name), wanted, key="elastic.pick", where=st.sidebar,
+                        format_func=lambda n: elastic_view.checkpoint_label(by_name[n]))
 st.session_state["elastic.checkpoint"] = name
 path = by_name[name]
 mtime = elastic_view.stamp(path)
@@ -47,7 +46,7 @@ state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arc
 full = model.num_levels - 1
 
 level = st.select_slider(
-    "Level", options=list(range(model.num_levels)), value=full, key=f"elastic.level:{name}",
+    "Level", options=list(range(model.num_levels)), value=full, key=f"elastic.level:{name}:{model.num_levels}",
     format_func=lambda k: f"{k} · {model.widths[k]:.1%} width" + (" (core)" if k == 0 else " (full)" if k == full
                                                                   else ""),
     help="Level 0 is the smallest (the core); the last is the full network.")
@@ -90,11 +89,12 @@ if len(recorded):
                f"(`{row['run_id']}`).")
 
 st.markdown(f"**{len(predicted)} test images at level {level}**: predicted class, ✓ or ✗, and the true class.")
+shown = live.images.take(elastic_view.shown_indices(len(live.images)))
 captions = []
-for guess, truth in zip(predicted, live.images.labels.tolist()):
+for guess, truth in zip(predicted, shown.labels.tolist()):
     captions.append(f"{live.classes[guess]} ✓" if guess == truth
                     else f"{live.classes[guess]} ✗ (true: {live.classes[truth]})")
-st.image(elastic_view.thumbnails(live.images.images[:len(predicted)]), caption=captions, width=96)
+st.image(elastic_view.thumbnails(shown.images), caption=captions, width=96)
 with st.expander(f"Channels at level {level}"):
     st.json(model.level_config(level))
 

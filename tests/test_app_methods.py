@@ -22,6 +22,7 @@ from elastic.models import build_model
 from elastic.profile import count_macs
 from elastic.results import load_all
 from elastic.train import predict
+from elastic.ui import elastic_view
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -193,8 +194,8 @@ def captions(at: AppTest) -> list[str]:
 
 
 def expected_captions(model, level: int, data) -> list[str]:
-    """'predicted ✓' or 'predicted ✗ (true: label)' for the first 8 test images."""
-    shown = data.test.take(range(8))
+    """'predicted ✓' or 'predicted ✗ (true: label)' for the test images the page shows."""
+    shown = data.test.take(elastic_view.shown_indices(len(data.test)))
     predicted = predict(lambda x: model(x, level), shown, data.spec).tolist()
     return [f"{data.classes[p]} ✓" if p == t else f"{data.classes[p]} ✗ (true: {data.classes[t]})"
             for p, t in zip(predicted, shown.labels.tolist())]

@@ -553,7 +553,7 @@ def test_every_truncation_of_a_results_file_is_detected_or_a_clean_prefix(result
             continue
         accepted += 1                                     # only whole rows: the first rows, unchanged
         assert cut in newlines, cut
-        assert frame.equals(full.iloc[: len(frame)].reset_index(drop=True)), cut
+        assert frame.astype(str).values.tolist() == full.iloc[: len(frame)].astype(str).values.tolist(), cut
     assert accepted == len(newlines) - 1                  # header only, then each complete row but the last
 
 
@@ -594,7 +594,7 @@ def test_twenty_users_share_one_elastic_model(tmp_path):
             logits = run(torch.zeros(2, 3, 32, 32) + user / 20)
         pick = explore.best_under_budget(frame, METRICS["macs"], budgets[user])
         return {"level": k, "logits": logits, "acc": evaluate(run, images, spec),
-                "macs": profile_model(extract(model, k), (3, 32, 32)).macs,
+                "shapes": {n: tuple(v.shape) for n, v in extract(model, k).state_dict().items()},
                 "pick": pick.row["run_id"] if pick.row else None}
 
     reference = [work(user) for user in range(20)]                     # one user after another
@@ -609,9 +609,34 @@ def test_twenty_users_share_one_elastic_model(tmp_path):
     assert len({r["pick"] for r in reference}) >= 3                    # the budgets pick different levels
     for user, (alone, together) in enumerate(zip(reference, concurrent)):
         assert together["pick"] == alone["pick"], user
-        assert together["macs"] == alone["macs"] == costs[alone["level"]]["macs"], user
+        assert together["shapes"] == alone["shapes"], user                # the level's standalone network
         assert together["acc"] == alone["acc"], user
         assert torch.allclose(together["logits"], alone["logits"], rtol=0, atol=1e-6), user
+
+
+@pytest.mark.xfail(strict=True, reason="torch.fx.symbolic_trace patches nn.Module.__call__ and __getattr__ for the "
+                   "whole process while it traces, so profile_model in one session breaks module calls in every "
+                   "other thread (NameError: module is not installed as a submodule). Fix: a thread-aware tracer "
+                   "in elastic/profile.py (see the reliability report); then remove this mark.")
+def test_profiling_while_other_users_run_models(tmp_path):
+    torch.manual_seed(0)
+    model = build_elastic(build_model("resnet20", 10), "resnet20", 10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = [model(x, k) for k in range(model.num_levels)]
+    macs = [profile_model(extract(model, k), (3, 32, 32)).macs for k in range(model.num_levels)]
+    barrier = threading.Barrier(20)
+
+    def user(i: int) -> tuple[bool, int]:
+        k = i % model.num_levels
+        barrier.wait()
+        with torch.no_grad():
+            same = torch.allclose(model(x, k), logits[k], rtol=0, atol=1e-6)
+        return same, profile_model(extract(model, k), (3, 32, 32)).macs       # as the elastic page's level_profile
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        seen = list(pool.map(user, range(20)))
+    assert seen == [(True, macs[i % model.num_levels]) for i in range(20)]
 
 
 def test_twenty_explorer_sessions_each_highlight_their_own_choice(explorer_env):
@@ -626,18 +651,28 @@ def test_twenty_explorer_sessions_each_highlight_their_own_choice(explorer_env):
         pick = explore.best_under_budget(rows, METRICS["macs"], budget)
         return pick.row["run_id"] if pick.row else "nothing to choose"
 
-    def session(i: int) -> tuple[str, str]:
-        at = app()
-        slider = at.slider[0]
-        slider.set_value(positions[i]).run()
-        assert not at.exception
-        return card(at), expected(positions[i])
+    # Twenty independent sessions (own session state, shared st.cache_data), driven from
+    # a thread pool. AppTest.run itself is not thread-safe in Streamlit 1.67 (each run
+    # installs and then removes one process-wide mock Runtime: concurrent runs fail with
+    # "Runtime hasn't been created!"), so the runs take turns, interleaved at random.
+    turn = threading.Lock()
+    sessions: dict[int, AppTest] = {}
+
+    def session(i: int) -> None:
+        with turn:
+            sessions[i] = app()
+        time.sleep(0.001 * (i % 5))
+        with turn:
+            sessions[i].slider[0].set_value(positions[i]).run()
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        seen = list(pool.map(session, range(20)))
-    assert len({want for _, want in seen}) >= 3
-    for shown, want in seen:
-        assert want in shown, (want, shown)
+        list(pool.map(session, range(20)))
+    for i in reversed(range(20)):                          # after everyone moved: each still sees its own
+        at = sessions[i].run()
+        assert not at.exception, at.exception
+        assert at.slider[0].value == pytest.approx(positions[i])
+        assert expected(positions[i]) in card(at), (i, expected(positions[i]), card(at))
+    assert len({expected(p) for p in positions}) >= 3
 
 
 # ---- 7. interrupted work -------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def _live_images(dataset: str, synthetic: bool, n: int, data_dirs: tuple[str, ..
 
 def level_accuracy(path: str, mtime: int, level: int, live: LiveImages, dataset: str) -> tuple[float, list[int]]:
     """Test accuracy (%) of `level` on the live images, and its predictions for
-    the first SHOWN_IMAGES of them."""
+    the images shown (`shown_indices`)."""
     return _level_accuracy(path, mtime, level, dataset, live.source, len(live.images), live)
 
 
@@ -127,7 +127,7 @@ def _level_accuracy(path: str, mtime: int, level: int, dataset: str, source: str
     model = elastic_model(path, mtime)
     spec = DATASETS.get(dataset)
     run = lambda x: model(x, level)             # noqa: E731 - the level is an argument, not a switch
-    shown = _live.images.take(range(min(SHOWN_IMAGES, len(_live.images))))
+    shown = _live.images.take(shown_indices(len(_live.images)))
     return evaluate(run, _live.images, spec), predict(run, shown, spec).tolist()
 
 
@@ -153,6 +153,12 @@ def level_timing(path: str, mtime: int, level: int) -> dict[str, float | str]:
     return {"extracted_ms": extracted.median_ms, "in_place_ms": in_place, "host": extracted.host,
             "threads": extracted.threads, "switch_us": grow.switch_time_us(model, level),
             "switch_cached_us": grow.switch_time_us(model, level, cached=True)}
+
+
+def shown_indices(count: int, shown: int = SHOWN_IMAGES) -> list[int]:
+    """Which of `count` live images are shown: evenly spread, so a test split
+    stored class by class still shows several classes."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(shown, count))})
 
 
 def input_shape(model: ElasticNet, path: Path | str) -> tuple[int, int, int]:
@@ -189,7 +195,7 @@ def levels_figure(rows: pd.DataFrame, width: float | None = None) -> go.Figure:
     for run, group in rows.groupby("run", sort=False):
         method = group["method"].iloc[0]
         synthetic = " · synthetic" if (group["data_source"] == "synthetic").any() else ""
-        name = f"{explore.method_label(method)} · {run.split('/', 3)[-1]}{synthetic}"
+        name = f"{explore.method_label(method)} · {run.split('/', 3)[-1].removesuffix('/synthetic')}{synthetic}"
         fig.add_trace(go.Scatter(
             x=(group["width"] * 100).tolist(), y=group["test_acc"].tolist(), mode="lines+markers", name=name,
             line=dict(color=colors.get(method), dash="solid" if method == "elastic" else "dash"),
@@ -199,7 +205,7 @@ def levels_figure(rows: pd.DataFrame, width: float | None = None) -> go.Figure:
     if width is not None:
         fig.add_vline(x=width * 100, line=dict(color="#444444", dash="dash", width=1),
                       annotation_text="shown above", annotation_position="top left")
-    fig.update_layout(height=360, xaxis_title="width of the level (% of every layer's channels)",
+    fig.update_layout(height=360, showlegend=True, xaxis_title="width of the level (% of every layer's channels)",
                       yaxis_title="test accuracy (%)", margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), font=_FONT,
                       template="plotly_white")

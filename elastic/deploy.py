@@ -178,6 +178,28 @@ def latency_columns(model: nn.Module, input_size: int | tuple[int, int, int], *,
             "latency_host": f"{lat.host}; {lat.threads} thread{'s' if lat.threads != 1 else ''}, {lat.runtime}"}
 
 
+def fill_latency(results: Path, *, threads: int = 1, repeats: int = 50, redo: bool = False,
+                 on_row: Callable[[str, float], None] | None = None) -> int:
+    """Measure batch-1 CPU latency for the rows of a results file that have none
+    (every row with `redo`), one after the other on this machine, so that all
+    figures of one file compare. Latency depends on the architecture, not on the
+    trained weights, so each model is rebuilt from its config. Returns the count."""
+    from elastic.data import DATASETS
+    from elastic.models import build_model
+    from elastic.results import append_row, read_results
+
+    frame = read_results(results)
+    todo = frame if redo else frame[frame["latency_ms"].isna()]
+    for row in todo.to_dict("records"):
+        spec = DATASETS.get(row["dataset"])
+        model = build_model(row["arch"], spec.num_classes, json.loads(row["config"]))
+        row.update(latency_columns(model, spec.input_size, threads=threads, repeats=repeats))
+        append_row(results, {k: v for k, v in row.items() if v is not None and v == v})
+        if on_row:
+            on_row(row["run_id"], row["latency_ms"])
+    return len(todo)
+
+
 def speedup_efficiency(base_latency_ms: float, latency_ms: float, base_macs: float, macs: float) -> float:
     """Measured speed-up divided by the MAC ratio: 1.0 when latency falls in
     proportion to MACs, less when the MAC cut buys less speed than it promises."""
@@ -472,6 +494,9 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
                         help="torch: eager PyTorch; onnxruntime: the ONNX export (default: torch)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed passes (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=50, help="timed passes (default: %(default)s)")
+    parser.add_argument("--fill-results", default=None, metavar="CSV",
+                        help="instead of one model: measure batch-1 latency (1 thread) for every row of "
+                             "this results file that has none, and store it in the row")
     parser.add_argument("--int8", action="store_true",
                         help="also quantize to int8 (calibrated on training images) and compare "
                              "accuracy on test images and latency")
@@ -488,6 +513,11 @@ def run_bench_cli(args: argparse.Namespace) -> None:
     bad_threads = args.threads is not None and args.threads < 1
     if min(args.batch_size) < 1 or args.repeats < 1 or args.warmup < 0 or bad_threads:
         raise ElasticError("--batch-size, --repeats and --threads must be >= 1, --warmup >= 0")
+    if args.fill_results:
+        count = fill_latency(Path(args.fill_results), threads=args.threads or 1, repeats=args.repeats,
+                             on_row=lambda run_id, ms: print(f"  {ms:8.3f} ms  {run_id}"))
+        print(f"measured {count} row(s) of {args.fill_results}")
+        return
     model, info = _model_from_args(args)
     shape = info["input_shape"]
     device = "cpu" if args.device == "auto" else args.device

@@ -289,3 +289,18 @@ def test_bench_cli_compares_int8_with_fp32(capsys):
 def test_int8_rejects_calibration_of_the_wrong_shape():
     with pytest.raises(ElasticError, match="calibration images"):
         deploy.quantize_int8(build_model("resnet20", 10), torch.randn(4, 3, 16, 16), CIFAR)
+
+
+def test_fill_latency_measures_rows_without_it(tmp_path):
+    from elastic.deploy import fill_latency
+    from elastic.results import append_row, read_results
+    from tests.test_results import row
+
+    path = tmp_path / "r.csv"
+    append_row(path, row("a"))
+    append_row(path, row("b", latency_ms=1.5, latency_host="elsewhere"))
+    assert fill_latency(path, repeats=3) == 1
+    frame = read_results(path).set_index("run_id")
+    assert frame.loc["a", "latency_ms"] > 0 and "thread" in frame.loc["a", "latency_host"]
+    assert frame.loc["b", "latency_ms"] == 1.5          # measured rows are kept
+    assert fill_latency(path, repeats=3) == 0

@@ -145,6 +145,11 @@ def _nice_below(x: float) -> float:
     return float(round(factor * power, 12))
 
 
+def plain_number(value: float) -> str:
+    """Six significant digits without an exponent, for URLs: 21200000, 0.35."""
+    return np.format_float_positional(value, precision=6, unique=False, fractional=False, trim="-")
+
+
 def parse_number(text: Any) -> float | None:
     """A number from a query parameter, or None for anything else."""
     try:
@@ -172,7 +177,7 @@ class Choices:
     def to_query(self) -> dict[str, str]:
         """Query parameters for a shareable URL (only what was chosen)."""
         out = {"dataset": self.dataset, "arch": self.arch, "metric": self.metric,
-               "budget": "" if self.budget is None else f"{self.budget:.6g}",
+               "budget": "" if self.budget is None else plain_number(self.budget),
                "methods": "" if self.methods is None else ",".join(self.methods),
                "modes": "" if self.modes == MODES else ",".join(self.modes),
                "device": self.device, "precision": "" if self.precision == "int8" else self.precision}

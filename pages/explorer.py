@@ -2,6 +2,7 @@
 a budget or a device picks a configuration, and a card says why."""
 import math
 
+import pandas as pd
 import streamlit as st
 
 from elastic import explore
@@ -33,39 +34,50 @@ with st.sidebar:
                                   help="PA: parameter-aware, FA: FLOPs-aware, MA: memory-aware.")
 rows = explore.select(here, dataset=dataset, methods=methods, modes=modes)
 
-left, middle, right = st.columns([1.2, 3, 1.8])
-metric = widgets.pick_metric(choice.metric, where=left)
-device = widgets.pick_device(data.devices(), choice.device, where=right)
-precision = widgets.pick_precision(choice.precision, where=right) if device else choice.precision
-spec = explore.slider_spec(metric, rows[metric.column])
-budget = None            # None: no limit
-if spec is None:
-    middle.info(f"{metric.label}: {explore.NOT_MEASURED} for these configurations.")
-else:
-    budget = widgets.budget_slider(spec, metric, choice.budget if metric.key == choice.metric else None,
-                                   where=middle)
 state.remember(choice.update(dataset=dataset, arch=arch, methods=None if list(methods) == present else methods,
-                             modes=modes, metric=metric.key, budget=budget,
-                             device=device.key if device else "", precision=precision),
-               share=("dataset", "arch", "methods", "modes", "metric", "budget", "device", "precision"))
-if device:
-    cards.device_sources(device)
+                             modes=modes))
 
-pick = explore.best_under_budget(rows, metric, math.inf if budget is None else budget,
-                                 device=device, precision=precision)
-cards.best_card(pick, frame)
 
-plotted = [explore.METRICS["memory_int8" if metric.key == "memory_int8" and key == "memory" else key]
-           for key in explore.PLOTTED]
-st.plotly_chart(figures.tradeoff_figure(rows, plotted, budget_metric=metric, budget=budget, best=pick.row),
-                width="stretch", config={"displaylogo": False})
-legend = ("Marker shape: ● no mode, ■ PA, ◆ FA, ▲ MA. Lines: each method's Pareto front. "
-          "Dashed: the budget. Red ring: the chosen configuration. Hover a point for its configuration.")
-unmeasured = int(rows["latency_ms"].isna().sum())
-if unmeasured:
-    legend += (f" Latency: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
-               "(`python -m elastic bench` measures it).")
-st.caption(legend)
+@st.fragment
+def budget_view(rows: pd.DataFrame) -> None:
+    """The budget, the card and the plots: a fragment, so moving the slider
+    reruns only this part, not the pickers and tables around it."""
+    choice = state.choices()
+    left, middle, right = st.columns([1.2, 3, 1.8])
+    metric = widgets.pick_metric(choice.metric, where=left)
+    device = widgets.pick_device(data.devices(), choice.device, where=right)
+    precision = widgets.pick_precision(choice.precision, where=right) if device else choice.precision
+    spec = explore.slider_spec(metric, rows[metric.column])
+    budget = None            # None: no limit
+    if spec is None:
+        middle.info(f"{metric.label}: {explore.NOT_MEASURED} for these configurations.")
+    else:
+        budget = widgets.budget_slider(spec, metric, choice.budget if metric.key == choice.metric else None,
+                                       where=middle)
+    state.remember(choice.update(metric=metric.key, budget=budget, device=device.key if device else "",
+                                 precision=precision),
+                   share=("dataset", "arch", "methods", "modes", "metric", "budget", "device", "precision"))
+    if device:
+        cards.device_sources(device)
+
+    pick = explore.best_under_budget(rows, metric, math.inf if budget is None else budget,
+                                     device=device, precision=precision)
+    cards.best_card(pick, frame)
+
+    plotted = [explore.METRICS["memory_int8" if metric.key == "memory_int8" and key == "memory" else key]
+               for key in explore.PLOTTED]
+    st.plotly_chart(figures.tradeoff_figure(rows, plotted, budget_metric=metric, budget=budget, best=pick.row),
+                    width="stretch", config={"displaylogo": False})
+    legend = ("Marker shape: ● no mode, ■ PA, ◆ FA, ▲ MA. Lines: each method's Pareto front. "
+              "Dashed: the budget. Red ring: the chosen configuration. Hover a point for its configuration.")
+    unmeasured = int(rows["latency_ms"].isna().sum())
+    if unmeasured:
+        legend += (f" Latency: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
+                   "(`python -m elastic bench` measures it).")
+    st.caption(legend)
+
+
+budget_view(rows)
 
 missing = explore.missing_methods(frame, dataset=dataset, arch=arch)
 if missing:

@@ -21,7 +21,7 @@ with st.sidebar:
 state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
 
 st.subheader("1. Dry run")
-left, right = st.columns([1, 2])
+left, right = st.columns([1.4, 2])
 mode = left.radio("Mode", ["none", *explore.MODES], index=2, horizontal=True, key="run.mode",
                   format_func=lambda m: "unpruned" if m == "none" else m)
 target = right.slider("Keep this fraction of the mode's metric", 0.1, 1.0, 0.5, 0.05, key="run.target",
@@ -39,10 +39,11 @@ if mode != "none":
             st.stop()
         config, what = plan["config"], f"{arch}, {mode} plan keeping {target:g}"
         cells = st.columns(3)
-        for cell, key, label in zip(cells, ("params", "macs", "memory"),
-                                    ("Parameters", "MACs", "Memory (sum of weights + outputs per layer)")):
+        for cell, key, label in zip(cells, ("params", "macs", "memory"), ("Parameters", "MACs", "Memory")):
             cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key]),
-                        f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off", delta_arrow="off")
+                        f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off", delta_arrow="off",
+                        help="Memory: weights + output activation of every layer, summed (fp32), as MA counts it."
+                        if key == "memory" else None)
         st.plotly_chart(figures.plan_figure(models.kept_table({mode: plan})), width="stretch",
                         config={"displaylogo": False})
 

@@ -94,7 +94,7 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
     after = explore.best_under_budget(rows, macs, spec.to_base(start - presses * spec.step))
     assert after.row is None or after.row["run_id"] != top["run_id"]
     query = urlencode({"dataset": "cifar10", "arch": "resnet20", "metric": "macs",
-                       "budget": f"{spec.to_base(start):.6g}"})
+                       "budget": explore.plain_number(spec.to_base(start))})
 
     shot = ROOT / "artifacts" / "explorer.png"
     shot.parent.mkdir(exist_ok=True)
@@ -123,6 +123,9 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
             page.wait_for_function(
                 "(text) => [...document.querySelectorAll('.annotation-text')].some(e => e.textContent === text)",
                 arg=f"budget {budget_text}", timeout=30_000)      # the plot moved its budget line too
+            moved = f"budget={explore.plain_number(spec.to_base(start - presses * spec.step))}"
+            page.wait_for_function("(text) => window.location.search.includes(text)", arg=moved,
+                                   timeout=10_000)                # the URL shares the new view
             page.wait_for_timeout(500)                            # let plotly finish drawing
             page.screenshot(path=str(shot), full_page=True)
         finally:

@@ -198,6 +198,8 @@ def test_choices_round_trip_through_query_parameters():
     assert query["budget"] == "150000" and query["methods"] == "baseline,complexity"
     assert Choices.from_query(query) == choice
     assert Choices().to_query() == {"metric": "macs"}
+    assert Choices(budget=21.2 * 1e6).to_query()["budget"] == "21200000"      # no float noise, no exponent
+    assert Choices(metric="latency", budget=0.35).to_query()["budget"] == "0.35"
 
 
 def test_malformed_query_parameters_fall_back_to_defaults():

@@ -658,20 +658,23 @@ def test_twenty_explorer_sessions_each_highlight_their_own_choice(explorer_env):
     turn = threading.Lock()
     sessions: dict[int, AppTest] = {}
 
-    def session(i: int) -> None:
-        with turn:
-            sessions[i] = app()
+    def session(i: int) -> str:
+        with turn:                                         # opened from a link with its own budget
+            sessions[i] = app(budget=f"{spec.to_base(positions[i]):.12g}")
+            first = card(sessions[i])
         time.sleep(0.001 * (i % 5))
-        with turn:
-            sessions[i].slider[0].set_value(positions[i]).run()
+        with turn:                                         # then the slider moved elsewhere
+            sessions[i].slider[0].set_value(positions[19 - i]).run()
+        return first
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        list(pool.map(session, range(20)))
+        firsts = list(pool.map(session, range(20)))
     for i in reversed(range(20)):                          # after everyone moved: each still sees its own
+        assert expected(positions[i]) in firsts[i], (i, expected(positions[i]), firsts[i])
         at = sessions[i].run()
         assert not at.exception, at.exception
-        assert at.slider[0].value == pytest.approx(positions[i])
-        assert expected(positions[i]) in card(at), (i, expected(positions[i]), card(at))
+        assert at.slider[0].value == pytest.approx(positions[19 - i])
+        assert expected(positions[19 - i]) in card(at), (i, expected(positions[19 - i]), card(at))
     assert len({expected(p) for p in positions}) >= 3
 
 
@@ -727,11 +730,15 @@ def test_a_killed_writer_never_leaves_a_half_written_results_file(tmp_path):
         before = len(read_results(out)) if out.exists() else 0
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), json.dumps(ROW)], cwd=tmp_path, env=env,
                                 stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while (not out.is_file() or out.stat().st_size < 30_000 * (round_ + 1)) and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.05 * round_)                          # land the kill at different points of a write
+        # Kill at the worst moment seen: as soon as the file shrinks (a rewrite in
+        # progress), else once it has grown by about 50 rows.
+        deadline, last = time.monotonic() + 120, out.stat().st_size if out.is_file() else 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            size = out.stat().st_size if out.is_file() else 0
+            if size < last or size > 30_000 * (round_ + 1):
+                break
+            last = size
+            time.sleep(0.0005)
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]

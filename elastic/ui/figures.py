@@ -26,7 +26,7 @@ def method_colors() -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(METHODS.names())}
 
 
-_HOVER_COLUMNS = ("method", "arch", "mode", "target", "level", "epochs", "label", "test_acc", "run_id")
+_HOVER_COLUMNS = ("method", "arch", "mode", "target", "level", "epochs", "label", "test_acc")
 
 
 def hover_texts(rows: dict[str, np.ndarray], metric: Metric, index: Sequence[int]) -> list[str]:
@@ -40,8 +40,7 @@ def hover_texts(rows: dict[str, np.ndarray], metric: Metric, index: Sequence[int
                    f"mode {opt(r['mode'])} · target {opt(r['target'], '{:g}')} · level {opt(r['level'])}<br>"
                    f"{explore.epochs_text(r['epochs']) if explore.present(r['epochs']) else '–'} · "
                    f"{r['label'] or 'no label'}<br>"
-                   f"accuracy {r['test_acc']:.2f}% · {explore.format_quantity(rows[metric.column][i], metric)}<br>"
-                   f"<span style='font-size:10px'>{r['run_id']}</span>")
+                   f"accuracy {r['test_acc']:.2f}% · {explore.format_quantity(rows[metric.column][i], metric)}")
     return out
 
 
@@ -59,7 +58,7 @@ def tradeoff_figure(rows: pd.DataFrame, metrics: Sequence[Metric], *,
     gap_x, gap_y = 0.06, 0.16
     width, tall = (1 - gap_x * (columns - 1)) / columns, (1 - gap_y * (nrows - 1)) / nrows
     colors = method_colors()
-    cols = {name: rows[name].to_numpy() for name in {*_HOVER_COLUMNS, *(m.column for m in metrics)}}
+    cols = {name: rows[name].to_numpy() for name in {*_HOVER_COLUMNS, "run_id", *(m.column for m in metrics)}}
     acc = cols["test_acc"].astype(float)
     methods = cols["method"]
     best_cols = {k: np.array([best[k]]) for k in cols} if best is not None else None

@@ -7,7 +7,6 @@ the view."""
 from __future__ import annotations
 
 import zlib
-
 from typing import Any, Callable, Sequence, TypeVar
 
 import streamlit as st

@@ -172,37 +172,5 @@ def _mb(size: int) -> str:
     return f"{size / 1024 ** 2:.1f} MB"
 
 
-# ---- query parameters of a shared link -----------------------------------------------
-
-def query_problems(params: Mapping[str, Any]) -> list[str]:
-    """One message per query parameter the pages cannot use (they fall back to a
-    default for it): unknown dataset, architecture or budget metric, and a budget
-    that is not a finite number >= 0."""
-    from elastic.data import DATASETS
-    from elastic.explore import ALL_ARCHS, METRICS
-    from elastic.models import ARCHS
-
-    def value(key: str) -> str:
-        got = params.get(key, "")
-        return str(got[0] if isinstance(got, (list, tuple)) and got else got)
-
-    problems = []
-    dataset, arch, metric, budget = value("dataset"), value("arch"), value("metric"), value("budget")
-    if dataset and dataset not in DATASETS:
-        problems.append(f"Unknown dataset {dataset!r} in the link; known: {', '.join(DATASETS.names())}.")
-    if arch and arch not in ARCHS and arch != ALL_ARCHS:
-        problems.append(f"Unknown architecture {arch!r} in the link; known: {', '.join(ARCHS.names())}.")
-    if metric and metric not in METRICS:
-        problems.append(f"Unknown budget metric {metric!r} in the link; known: {', '.join(METRICS)}.")
-    if budget:
-        try:
-            number = float(budget)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number) or number < 0:
-            problems.append(f"The budget {budget!r} in the link is not a number of at least 0; it is ignored.")
-    return problems
-
-
 __all__ = ["MAX_UPLOAD_BYTES", "BadCheckpoint", "check_upload", "checkpoint_format", "display_name",
-           "format_problem", "load_failure", "query_problems", "skeleton", "weights_mismatch"]
+           "format_problem", "load_failure", "skeleton", "weights_mismatch"]

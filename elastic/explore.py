@@ -530,3 +530,33 @@ def present(value: Any) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return False
     return value != ""
+
+
+# ---- query parameters of a shared link -----------------------------------------------
+
+def query_problems(params: Mapping[str, Any], datasets: Iterable[str], archs: Iterable[str]) -> list[str]:
+    """One message per query parameter a page cannot use (it falls back to a
+    default for it): a dataset or architecture outside `datasets` / `archs` (the
+    choices the page offers), an unknown budget metric, and a budget that is not
+    a finite number >= 0."""
+    def value(key: str) -> str:
+        got = params.get(key, "")
+        return str(got[0] if isinstance(got, (list, tuple)) and got else got)
+
+    datasets, archs = list(datasets), list(archs)
+    problems = []
+    dataset, arch, metric, budget = value("dataset"), value("arch"), value("metric"), value("budget")
+    if dataset and dataset not in datasets:
+        problems.append(f"Dataset {dataset!r} from the link is not available here; choices: {', '.join(datasets)}.")
+    if arch and arch not in archs and arch != ALL_ARCHS:
+        problems.append(f"Architecture {arch!r} from the link is not available here; choices: {', '.join(archs)}.")
+    if metric and metric not in METRICS:
+        problems.append(f"Unknown budget metric {metric!r} in the link; known: {', '.join(METRICS)}.")
+    if budget:
+        try:
+            number = float(budget)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            problems.append(f"The budget {budget!r} in the link is not a number of at least 0; it is ignored.")
+    return problems

@@ -18,6 +18,8 @@ Conventions, for one input sample (batch 1):
 """
 from __future__ import annotations
 
+import threading
+
 import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -272,7 +274,7 @@ def _kind(module: nn.Module) -> str:
 
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(model)
+        return symbolic_trace(model)
     except Exception as error:  # fx raises several types; all mean "not traceable"
         raise ValueError(
             f"cannot profile {type(model).__name__}: torch.fx cannot trace it ({error}); "
@@ -306,3 +308,36 @@ def _human(count: int) -> str:
     if count >= 1_000:
         return f"{count / 1e3:.1f}K"
     return str(count)
+
+
+# torch.fx.symbolic_trace patches nn.Module.__call__ and __getattr__ for the whole
+# process while it traces: without care, a trace in one app session breaks model
+# calls in every other session's thread. Traces take turns, and the patches let
+# other threads' calls pass straight through.
+_TRACE_LOCK = threading.RLock()
+
+
+class _ThreadTracer(fx.Tracer):
+    """An fx.Tracer whose process-wide patches only act in the tracing thread."""
+
+    def trace(self, root, concrete_args=None):
+        self._thread = threading.get_ident()
+        return super().trace(root, concrete_args)
+
+    def call_module(self, m, forward, args, kwargs):
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+def symbolic_trace(model: nn.Module) -> fx.GraphModule:
+    """torch.fx.symbolic_trace that other threads can run models beside."""
+    with _TRACE_LOCK:
+        tracer = _ThreadTracer()
+        graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)

@@ -21,6 +21,9 @@ if frame.empty:
     st.stop()
 
 choice = state.choices()
+for problem in explore.query_problems(st.query_params.to_dict(), explore.datasets(frame),
+                                      sorted(set(frame["arch"]))):
+    st.warning(problem)
 with st.sidebar:
     dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
     arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=True)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from elastic import explore
 from elastic.data import DATASETS
+from elastic.models import ARCHS
 from elastic.errors import ElasticError
 from elastic.ui import figures, models, page, state, widgets
 
@@ -15,6 +16,8 @@ page.start("Layer complexity",
            "Computed live from the model, no training.")
 
 choice = state.choices()
+for problem in explore.query_problems(st.query_params.to_dict(), DATASETS.names(), ARCHS.names()):
+    st.warning(problem)
 with st.sidebar:
     dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
     arch = widgets.pick_arch(models.archs_for(dataset), choice.arch, allow_all=False)

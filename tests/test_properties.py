@@ -17,7 +17,7 @@ from elastic.errors import BadBudget
 from elastic.methods.complexity import ROUNDINGS, _floor, _structure, build, plan, uniform_plan
 from elastic.models import build_model
 from elastic.models.width_list import CifarVGG
-from elastic.profile import FP32_BYTES, count_macs, profile_model
+from elastic.profile import FP32_BYTES, ModelProfile, count_macs, profile_model
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INPUT = (3, 32, 32)
@@ -32,7 +32,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def check_profile(model: torch.nn.Module) -> None:
+def check_profile(model: torch.nn.Module) -> ModelProfile:
     """Invariants of any profile of a conv / BN / linear network."""
     prof = profile_model(model, INPUT)
     assert prof.params == sum(layer.params for layer in prof.layers) == sum(p.numel() for p in model.parameters())

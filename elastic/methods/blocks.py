@@ -23,6 +23,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from elastic.profile import symbolic_trace
 from elastic.errors import BadCheckpoint, ElasticError
 
 PROXY_METHODS = ("block-l1", "block-random")
@@ -201,7 +202,7 @@ def _element_shapes(model: nn.Module, input_shape: tuple[int, int, int]
 
 
 def _trace(block: nn.Module) -> fx.GraphModule:
-    return fx.symbolic_trace(block)
+    return symbolic_trace(block)
 
 
 _ADDS = {operator.add, operator.iadd, torch.add}

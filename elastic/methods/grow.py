@@ -40,6 +40,7 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from elastic.data import DatasetSpec, ImageSet
+from elastic.profile import symbolic_trace
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.models import ARCHS, arch_config, build_model, layer_shape
 from elastic.train import Progress, Recipe, TrainResult, load_checkpoint, save_checkpoint, train
@@ -228,7 +229,7 @@ def channel_structure(model: nn.Module) -> Structure:
 
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(model)
+        return symbolic_trace(model)
     except Exception as err:  # fx raises many types; all mean "not traceable"
         raise ElasticError(f"prune-and-grow cannot trace {type(model).__name__} with torch.fx: "
                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
@@ -677,6 +678,8 @@ def save_elastic(path: Path | str, model: ElasticNet, **meta: Any) -> None:
 def load_elastic(path: Path | str, device: torch.device | str = "cpu") -> ElasticNet:
     """Rebuild an elastic network saved by `save_elastic`; raises BadCheckpoint
     for anything else. The saved `meta` is in `model.meta`."""
+    from elastic.checks import skeleton, weights_mismatch
+
     state = load_checkpoint(path, device)
     if state.get("format") != FORMAT:
         raise BadCheckpoint(f"{path} is not an elastic checkpoint (write one with python -m elastic grow)")
@@ -686,12 +689,17 @@ def load_elastic(path: Path | str, device: torch.device | str = "cpu") -> Elasti
         arch, num_classes = state["arch"], int(state["num_classes"])
         if arch not in ARCHS:
             raise BadCheckpoint(f"{path} is for architecture {arch!r}, which is not supported")
+        # Check the claimed shapes on the meta device before allocating anything.
+        base_weights = {k[5:]: v for k, v in state["state"].items() if k.startswith("base.")}
+        mismatch = weights_mismatch(skeleton(arch, num_classes, state.get("config")), base_weights)
+        if mismatch:
+            raise BadCheckpoint(f"{path}: weights do not fit the {arch} it describes ({mismatch})")
         model = ElasticNet(build_model(arch, num_classes, state.get("config")), arch, num_classes, state["levels"])
         configs = [model.level_config(k) for k in range(model.num_levels)]
         if [list(c) for c in model.channels] != state["channels"] or configs != state["level_configs"]:
             raise BadCheckpoint(f"{path}: its channels per level do not match the {arch} structure")
         model.load_state_dict(state["state"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         first = str(err).strip().splitlines()
         raise BadCheckpoint(f"{path}: not a valid elastic checkpoint ({first[-1] if first else err!r})") from None
     except ElasticError as err:

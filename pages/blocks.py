@@ -12,9 +12,7 @@ page.start("Block pruning",
            "accuracy without it, removes the least harmful one and fine-tunes; the L1 and random orders are "
            "the proxies it is compared with. Every number below was measured by the run named with it.")
 
-frame, problems = data.load_results()
-for problem in problems:
-    st.warning(f"Skipped a results file that could not be read: {problem}")
+frame = data.shown_results()
 
 choice = state.choices()
 with st.sidebar:

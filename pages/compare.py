@@ -11,12 +11,7 @@ page.start("Compare with the papers",
            "Our measurements (left) are rows of the results tables. The papers' claims (right) are quoted "
            "from the papers, under their own set-ups: they are not measured here and are never plotted.")
 
-frame, problems = data.load_results()
-for problem in problems:
-    st.warning(f"Skipped a results file that could not be read: {problem}")
-if frame.empty:
-    st.info(f"No results yet in `{data.results_dir()}`: nothing measured to compare.")
-    st.stop()
+frame = data.shown_results(f"No results yet in `{data.results_dir()}`: nothing measured to compare.")
 
 choice = state.choices()
 with st.sidebar:

@@ -14,9 +14,7 @@ page.start("Elastic networks",
            "Everything on this page is measured now, on this server, from the shipped checkpoint; the chart at "
            "the bottom shows what the training runs recorded.")
 
-frame, problems = data.load_results()
-for problem in problems:
-    st.warning(f"Skipped a results file that could not be read: {problem}")
+frame = data.shown_results()
 
 folder = elastic_view.checkpoints_dir()
 paths = elastic_view.find_checkpoints(folder)

@@ -12,13 +12,8 @@ page.start("Explorer",
            "Every measured configuration, accuracy against MACs, parameters, memory and latency. "
            "Set a budget or pick a device: the most accurate configuration that fits is ringed and explained.")
 
-frame, problems = data.load_results()
-for problem in problems:
-    st.warning(f"Skipped a results file that could not be read: {problem}")
-if frame.empty:
-    st.info(f"No results yet in `{data.results_dir()}`. Train a baseline to start, e.g. "
-            "`python -m elastic train --arch resnet20 --epochs 12 --label 'short CPU schedule'`.")
-    st.stop()
+frame = data.shown_results(f"No results yet in `{data.results_dir()}`. Train a baseline to start, e.g. "
+                           "`python -m elastic train --arch resnet20 --epochs 12 --label 'short CPU schedule'`.")
 
 choice = state.choices()
 for problem in explore.query_problems(st.query_params.to_dict(), explore.datasets(frame),

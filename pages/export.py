@@ -12,12 +12,8 @@ page.start("Export",
            "Pick a measured configuration; it is rebuilt from its stored architecture config and exported "
            "for deployment. Trained weights are used when the run's checkpoint is in the cache.")
 
-frame, problems = data.load_results()
-for problem in problems:
-    st.warning(f"Skipped a results file that could not be read: {problem}")
-if frame.empty:
-    st.info(f"No results yet in `{data.results_dir()}`: nothing to export. Train or prune a model first.")
-    st.stop()
+frame = data.shown_results(f"No results yet in `{data.results_dir()}`: nothing to export. "
+                           "Train or prune a model first.")
 
 choice = state.choices()
 with st.sidebar:

@@ -39,12 +39,12 @@ from elastic.methods import complexity
 from elastic.methods.grow import build_elastic, extract, load_elastic, save_elastic
 from elastic.models import build_model
 from elastic.profile import profile_model
+from tests.test_app import app, card
 from elastic.results import load_all, read_results
 from elastic.runs import load_model, save_model
 from elastic.train import evaluate, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 UPLOAD_PAGE = str(ROOT / "pages" / "upload.py")
 TINY = ["--data", "synthetic", "--epochs", "1", "--batch-size", "32", "--train-subset", "64"]
 
@@ -495,16 +495,6 @@ def explorer_env(results, monkeypatch) -> Path:
     return results
 
 
-def app(**query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update(query)
-    return at.run()
-
-
-def card(at: AppTest) -> str:
-    heads = [m.value for m in at.markdown if m.value.startswith("**Best ")]
-    assert len(heads) == 1, [m.value for m in at.markdown]
-    return heads[0]
 
 
 def resnet20_rows(folder: Path):

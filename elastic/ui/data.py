@@ -23,6 +23,19 @@ def load_results() -> tuple[pd.DataFrame, list[str]]:
     return _load(str(folder), _stamp(folder))
 
 
+def shown_results(if_empty: str | None = None) -> pd.DataFrame:
+    """The results for a page: a warning for each file that could not be read,
+    and, when there are no rows and `if_empty` is given, that message and the
+    end of the page."""
+    frame, problems = load_results()
+    for problem in problems:
+        st.warning(f"Skipped a results file that could not be read: {problem}")
+    if frame.empty and if_empty is not None:
+        st.info(if_empty)
+        st.stop()
+    return frame
+
+
 def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     stats = []
     for path in sorted(folder.glob("*.csv")):

@@ -1,0 +1,19 @@
+"""Elastic: explore accuracy against resources for compressed CNNs.
+
+The public API lives in the submodules, imported where needed so that light
+users (the explorer page) do not pay for torch:
+
+- `elastic.models`: architectures by name, pruned structures as config dicts
+- `elastic.data`: datasets by name, validation splits, synthetic data
+- `elastic.profile`: per-layer params / MACs / memory and peak memory
+- `elastic.train`: the training and evaluation engine
+- `elastic.methods`: complexity-driven pruning, block pruning, elastic prune-and-grow
+- `elastic.results`: the results schema and its files
+- `elastic.explore`: Pareto fronts and budgets for the app (pandas only)
+- `elastic.deploy`: latency, ONNX / TorchScript export, int8
+- `elastic.sweep`: grids of runs, local or on Ray
+
+This package never imports streamlit; `elastic.ui` holds the app's helpers.
+"""
+
+__version__ = "0.1.0"

@@ -18,6 +18,19 @@ def _private_cache(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of tiny models: batch-1 profiles and tiny
+    trainings gain nothing from threads, and on a shared CPU OpenMP workers
+    spinning against other jobs make them many times slower. Restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shared_archive(name: str) -> Path:
     """The offline archive of a dataset (CI has ../shared/data beside the clone)."""
     path = SHARED_DATA / DATASETS.get(name).archive

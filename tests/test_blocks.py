@@ -22,14 +22,7 @@ from elastic.runs import save_model
 CIFAR = (3, 32, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches gain nothing from more threads; on a shared, loaded CPU the
-    extra threads only spin. Restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

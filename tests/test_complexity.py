@@ -20,14 +20,7 @@ from elastic.profile import profile_model
 CIFAR = [name for name in ARCHS.names() if ARCHS.get(name).family == "cifar"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batch-1 profiles and tiny trainings gain nothing from threads; on a shared
-    CPU, OpenMP workers spinning against other jobs make them many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=None)

@@ -63,13 +63,7 @@ def elastic_level() -> nn.Module:
     return grow.extract(grow.build_elastic(base, "resnet20", 10), 0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared, busy CPU two threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MODELS = {

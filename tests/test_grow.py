@@ -42,14 +42,7 @@ def trained_looking(arch: str, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread start-up and spin-waits
-    (on a busy shared machine these dominate the CPU time)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,7 @@ SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[Healt
 INPUT = (3, 32, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread (the machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def check_profile(model: torch.nn.Module) -> ModelProfile:

@@ -4,7 +4,6 @@ candidates, and the removable blocks of a network computed live."""
 import streamlit as st
 
 from elastic import explore
-from elastic.data import DATASETS
 from elastic.ui import blocks_view, data, models, page, state, widgets
 
 page.start("Block pruning",
@@ -15,10 +14,7 @@ page.start("Block pruning",
 frame = data.shown_results()
 
 choice = state.choices()
-with st.sidebar:
-    dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
-    arch = widgets.pick_arch(models.archs_for(dataset), choice.arch, allow_all=False)
-state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+dataset, arch = models.pick_dataset_and_arch(choice)
 
 live = blocks_view.live_candidates(arch, dataset)
 steps = blocks_view.block_steps(frame, dataset, arch)

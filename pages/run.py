@@ -3,9 +3,8 @@ subset in the background and see what it reaches."""
 import streamlit as st
 
 from elastic import explore
-from elastic.data import DATASETS
 from elastic.errors import ElasticError
-from elastic.ui import figures, jobs, models, page, state, widgets
+from elastic.ui import figures, jobs, models, page, state
 
 JOB = "run.job"
 
@@ -15,10 +14,7 @@ page.start("Run it",
            "pipeline, not results: they are not written to the results tables.")
 
 choice = state.choices()
-with st.sidebar:
-    dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
-    arch = widgets.pick_arch(models.archs_for(dataset), choice.arch, allow_all=False)
-state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+dataset, arch = models.pick_dataset_and_arch(choice)
 
 st.subheader("1. Dry run")
 left, right = st.columns([1.4, 2])

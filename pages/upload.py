@@ -4,9 +4,8 @@ temporary folder and profiled, and its accuracy can be measured on test images."
 import streamlit as st
 
 from elastic.checks import MAX_UPLOAD_BYTES
-from elastic.data import DATASETS
 from elastic.errors import ElasticError
-from elastic.ui import models, page, state, upload, widgets
+from elastic.ui import models, page, state, upload
 
 page.start("Check a checkpoint",
            "Upload a checkpoint saved by `python -m elastic train`, `prune` or `elastic.runs.save_model`. "
@@ -14,10 +13,7 @@ page.start("Check a checkpoint",
            "you pick, and profiled. Nothing is kept after your session.")
 
 choice = state.choices()
-with st.sidebar:
-    dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
-    arch = widgets.pick_arch(models.archs_for(dataset), choice.arch, allow_all=False)
-state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+dataset, arch = models.pick_dataset_and_arch(choice)
 
 uploaded = st.file_uploader(f"Checkpoint of a {arch} for {dataset} (at most {MAX_UPLOAD_BYTES // 2 ** 20} MB)",
                             type=["pt", "pth", "ckpt"], max_upload_size=MAX_UPLOAD_BYTES // 2 ** 20,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from elastic.atomic import replace_atomically
 from elastic.errors import DataNotFound, ElasticError
 from elastic.registry import Registry
 
@@ -198,12 +199,13 @@ def _cached(source: Path, read) -> tuple[ImageSet, ImageSet, list[str]]:
             pass  # a damaged cache is rebuilt below
     train, test, classes = read()
     folder.mkdir(parents=True, exist_ok=True)
+    # Several processes may decode at once (a sweep's workers): each writes its own
+    # temporary files and renames them into place, so no reader sees a partial file.
     for split, data in (("train", train), ("test", test)):
         for part, tensor in (("images", data.images), ("labels", data.labels)):
-            tmp = folder / f"{split}_{part}.tmp.npy"
-            np.save(tmp, tensor.numpy())
-            os.replace(tmp, folder / f"{split}_{part}.npy")
-    meta.write_text(json.dumps({"classes": classes, "source": str(source)}))
+            replace_atomically(folder / f"{split}_{part}.npy",
+                               lambda f, t=tensor: np.save(f, t.numpy()))
+    replace_atomically(meta, lambda f: f.write(json.dumps({"classes": classes, "source": str(source)}).encode()))
     return train, test, classes
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from elastic.atomic import replace_atomically
 from elastic.errors import BadResults
 
 SCHEMA_VERSION = 1
@@ -183,9 +184,8 @@ def append_row(path: Path | str, row: dict[str, Any]) -> None:
     with _locked(path):
         rows = read_results(path).to_dict("records") if path.is_file() else []
         rows = [r for r in rows if r["run_id"] != clean["run_id"]] + [clean]
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        _frame(rows).to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        text = _frame(rows).to_csv(index=False)
+        replace_atomically(path, lambda f: f.write(text.encode()))
 
 
 def done_ids(path: Path | str) -> set[str]:

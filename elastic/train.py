@@ -7,7 +7,6 @@ Progress is reported through a callback; nothing here prints.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from elastic.atomic import replace_atomically
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint
 
@@ -254,11 +254,7 @@ def evaluate(model: nn.Module | Callable[[Tensor], Tensor], data: ImageSet, spec
 
 def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
     """Write then rename, so a killed process never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:

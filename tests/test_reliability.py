@@ -396,6 +396,21 @@ def test_a_truncated_archive_is_named(tmp_path):
     assert str(cut) in str(info.value) and "complete copy" in str(info.value)
 
 
+def test_workers_decoding_one_archive_at_once_all_succeed(tmp_path, monkeypatch):
+    """A sweep's workers start together and each finds the dataset not yet cached:
+    they all decode and write the cache; none may fail or leave a partial file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake_cifar10(tmp_path / "data" / "cifar10.tar.gz", per_class=20)
+    monkeypatch.setenv("ELASTIC_CACHE", str(tmp_path / "cache"))
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(lambda _: len(load_dataset("cifar10", tmp_path / "data").test), range(8)))
+    assert sizes == [10] * 8
+    (folder,) = (tmp_path / "cache" / "datasets").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "meta.json", "test_images.npy", "test_labels.npy", "train_images.npy", "train_labels.npy"]
+
+
 @pytest.mark.parametrize("member", ["cifar10/train/class3/1.jpg", "cifar10/test/class7/0.jpg"])
 def test_an_image_that_does_not_decode_is_named(tmp_path, member):
     archive = fake_cifar10(tmp_path / "cifar10.tar.gz", broken=member)

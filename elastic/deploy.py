@@ -448,7 +448,9 @@ def checked_model(arch: str, num_classes: int, config: dict[str, Any] | None) ->
 
 def _check_config_entries(reference: nn.Module, arch: str, config: dict[str, Any]) -> None:
     """Every removed block and resized layer exists in `reference` (the default
-    `arch`), and every shape is a list of positive integers of the right length."""
+    `arch`), and every shape is a list of positive integers of the right length,
+    none wider than the layer it resizes."""
+    from elastic.models import layer_shape
     removed, shapes = config.get("removed_blocks", []), config.get("shapes", {})
     if not isinstance(removed, list) or not all(isinstance(name, str) for name in removed):
         raise ElasticError(f"'removed_blocks' must be a list of block names such as \"layer1.1\", got {removed!r}")
@@ -462,14 +464,17 @@ def _check_config_entries(reference: nn.Module, arch: str, config: dict[str, Any
         module = modules.get(name)
         if module is None:
             raise ElasticError(f"{arch} has no layer {name!r} (in 'shapes')")
-        length = 1 if isinstance(module, nn.BatchNorm2d) else 2 if isinstance(module, (nn.Conv2d, nn.Linear)) else 0
-        if length == 0:
+        original = layer_shape(module)
+        if original is None:
             raise ElasticError(f"{name} is a {type(module).__name__}; only conv, linear and batch-norm "
                                f"layers can be resized")
-        if (not isinstance(shape, list) or len(shape) != length
+        if (not isinstance(shape, list) or len(shape) != len(original)
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
-            what = "[features]" if length == 1 else "[in, out]"
+            what = "[features]" if len(original) == 1 else "[in, out]"
             raise ElasticError(f"shapes[{name!r}] must be {what} with positive integers, got {shape!r}")
+        if any(v > o for v, o in zip(shape, original)):
+            raise ElasticError(f"shapes[{name!r}] = {shape} is wider than {arch}'s own {name} "
+                               f"({original}); a compressed network never widens a layer")
 
 
 # ---- command line -----------------------------------------------------------------

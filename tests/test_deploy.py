@@ -235,6 +235,8 @@ def test_export_cli_writes_a_verified_bundle(tmp_path, capsys):
     ({"shapes": {"layer1.0.conv1": [16]}}, r"\[in, out\]"),
     ({"removed_blocks": ["layer1.7"]}, "no block 'layer1.7'"),
     ({"widths": [8, 16]}, "removed_blocks"),
+    ({"shapes": {"layer1.0.conv1": [16, 10 ** 9]}}, "wider than resnet20's own layer1.0.conv1"),
+    ({"shapes": {"bn1": [17]}}, "never widens"),
 ])
 def test_wrong_config_is_a_clear_error(config, message):
     with pytest.raises(ElasticError, match=message):

@@ -27,3 +27,7 @@ class BadResults(ElasticError):
 
 class BadBudget(ElasticError):
     """A budget or target that no configuration can meet, or that is not a number."""
+
+
+class Diverged(ElasticError):
+    """A training whose loss became infinite or not a number."""

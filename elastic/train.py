@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from elastic.atomic import replace_atomically
 from elastic.data import DatasetSpec, ImageSet
-from elastic.errors import BadCheckpoint
+from elastic.errors import BadCheckpoint, Diverged
 
+SYNC_EVERY = 20  # on CUDA, steps between reads of the loss (each read waits for the GPU)
 
 @dataclass(frozen=True)
 class Recipe:
@@ -158,7 +159,7 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         # Seeded by (seed, epoch) so a resumed run draws the same batches.
         gen = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(len(labels), device=device, generator=gen)
-        total = 0.0
+        total = torch.zeros((), device=device)
         for step in range(steps):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             x = normalize(augment(images[idx], spec, gen), spec)[rank::world]
@@ -173,14 +174,15 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
             scheduler.step()
             if after_step is not None:
                 after_step()
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at epoch {epoch + 1}; lower the learning rate")
-            total += loss_value
-            if on_progress:
-                on_progress(Progress(epoch + 1, recipe.epochs, step + 1, steps, loss_value,
-                                     scheduler.get_last_lr()[0]))
-        row = {"epoch": epoch + 1, "loss": total / steps}
+            total += loss.detach()
+            # Reading the loss waits for the GPU: on CUDA do it every SYNC_EVERY steps
+            # only, so the CPU can queue the next steps while the GPU works.
+            if not cuda or (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
+                loss_value = _finite(float(loss.detach()), epoch)
+                if on_progress:
+                    on_progress(Progress(epoch + 1, recipe.epochs, step + 1, steps, loss_value,
+                                         scheduler.get_last_lr()[0]))
+        row = {"epoch": epoch + 1, "loss": _finite(float(total), epoch) / steps}
         if val_set is not None:
             row["val_acc"] = evaluate(model, val_set, spec, device=device)
         result.history.append(row)
@@ -195,6 +197,13 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
     result.seconds = time.perf_counter() - started
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+def _finite(loss: float, epoch: int) -> float:
+    if not math.isfinite(loss):
+        raise Diverged(f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
+                       f"lower the learning rate (--lr)")
+    return loss
 
 
 def _distributed() -> tuple[int, int]:

@@ -36,6 +36,16 @@ def test_train_on_synthetic_data_records_a_row(tmp_path, capsys):
     assert "test" in capsys.readouterr().out
 
 
+def test_a_diverging_training_stops_with_one_line_and_no_row(tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    code = main(["train", "--arch", "resnet20", "--data", "synthetic", "--epochs", "1",
+                 "--batch-size", "64", "--lr", "1e30", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "training diverged" in err and "lower the learning rate" in err
+    assert not out.exists()
+
+
 def test_evaluate_a_trained_checkpoint(tmp_path, capsys):
     out = tmp_path / "results.csv"
     main(["train", "--arch", "resnet20", "--data", "synthetic", "--epochs", "1", "--batch-size", "64",

@@ -340,6 +340,16 @@ class Pick:
     precision: str = "int8"
 
     @property
+    def chosen_by(self) -> str:
+        """How the row was chosen, for the card ("" when nothing was)."""
+        if self.row is None:
+            return ""
+        if present(self.row.get("val_acc")):
+            return (f"by validation accuracy ({self.row['val_acc']:.2f}%, on a split held out of "
+                    f"the training data); the accuracy shown is on the test split")
+        return "by test accuracy, as this run recorded no validation accuracy"
+
+    @property
     def reason(self) -> str:
         """Why nothing was picked ("" when something was)."""
         if self.row is not None:
@@ -358,9 +368,12 @@ class Pick:
 
 def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
                       device: "Device | None" = None, precision: str = "int8") -> Pick:
-    """The most accurate row whose `metric` is at most `budget` (and that fits
-    `device` at `precision`, if one is given). Ties go to the smaller metric, then
-    to the run_id, so the choice never depends on row order."""
+    """The row with the best validation accuracy whose `metric` is at most `budget`
+    (and that fits `device` at `precision`, if one is given): the choice is made on
+    the validation split, and the card reports the row's test accuracy. Rows that
+    recorded no validation accuracy rank after those that did, by test accuracy.
+    Ties go to the better test accuracy, the smaller metric, then the run_id, so
+    the choice never depends on row order."""
     measured = rows.dropna(subset=[metric.column, "test_acc"])
     under = measured[measured[metric.column] <= budget]
     fitting = under
@@ -372,9 +385,11 @@ def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
         smallest = measured.sort_values([metric.column, "run_id"], kind="mergesort").iloc[0].to_dict()
     best = None
     if len(fitting):
-        ranked = fitting.assign(_neg=-fitting["test_acc"]).sort_values(
-            ["_neg", metric.column, "run_id"], kind="mergesort")
-        best = ranked.drop(columns="_neg").iloc[0].to_dict()
+        val = fitting["val_acc"] if "val_acc" in fitting else pd.Series(math.nan, index=fitting.index)
+        ranked = fitting.assign(_neg_val=-val.fillna(-math.inf),
+                                _neg_test=-fitting["test_acc"]).sort_values(
+            ["_neg_val", "_neg_test", metric.column, "run_id"], kind="mergesort")
+        best = ranked.drop(columns=["_neg_val", "_neg_test"]).iloc[0].to_dict()
     return Pick(best, metric, float(budget), len(measured), len(under), len(fitting),
                 len(rows) - len(measured), smallest, device, precision)
 

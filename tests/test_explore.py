@@ -75,6 +75,18 @@ def test_best_under_budget_is_the_most_accurate_row_that_fits():
     assert (pick.considered, pick.under_budget, pick.fitting, pick.reason) == (3, 2, 2, "")
 
 
+def test_the_choice_is_made_on_validation_accuracy_not_test_accuracy():
+    rows = make_rows(dict(macs=10e6, val_acc=85.0, test_acc=84.0), dict(macs=20e6, val_acc=83.0, test_acc=86.0))
+    pick = explore.best_under_budget(rows, METRICS["macs"], math.inf)
+    assert pick.row["run_id"] == "r0"                  # better on validation, worse on test
+    assert pick.chosen_by.startswith("by validation accuracy (85.00%")
+    # A row with no validation accuracy ranks after those with one; alone, it is chosen by test.
+    rows = make_rows(dict(macs=10e6, val_acc=70.0, test_acc=70.0), dict(macs=20e6, test_acc=95.0))
+    assert explore.best_under_budget(rows, METRICS["macs"], math.inf).row["run_id"] == "r0"
+    pick = explore.best_under_budget(rows.iloc[1:], METRICS["macs"], math.inf)
+    assert pick.row["run_id"] == "r1" and "recorded no validation accuracy" in pick.chosen_by
+
+
 def test_ties_go_to_the_cheaper_configuration_regardless_of_order():
     rows = make_rows(dict(run_id="b", macs=30e6, test_acc=88), dict(run_id="a", macs=20e6, test_acc=88),
                      dict(run_id="c", macs=20e6, test_acc=88))

@@ -37,7 +37,7 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
                 st.markdown(f"{icon} **{precision}** {fit.explain()}")
         made = " · ".join([row["label"] or "no label", explore.data_kind(row["data_source"]),
                            explore.epochs_text(row["epochs"])])
-        among = f"Chosen among {pick.fitting} of {pick.considered} configurations"
+        among = f"Chosen among {pick.fitting} of {pick.considered} configurations {pick.chosen_by}"
         if pick.unmeasured:
             among += f"; {pick.metric.label}: {explore.NOT_MEASURED} for {pick.unmeasured} more"
         st.caption(f"How this number was made: {made}. {among}.")

@@ -3,8 +3,7 @@ channel counts are free (round_to=1) or multiples of 8 (round_to=8), at about
 equal MACs.
 
 Widths come from the complexity-driven method (`elastic.methods.complexity`:
-`plan` in FA mode and `uniform_plan`); where that module has no `plan`, from
-`scaled_config` below (every hidden width scaled alike). For each
+`plan` in FA mode and `uniform_plan`). For each
 (arch, method, target) the rounded plan's target is nudged so that its MACs land
 as close as possible to the free plan's. Latencies are measured interleaved
 (`elastic.deploy.measure_latencies`), batch 1, fresh weights, in eager PyTorch
@@ -33,61 +32,13 @@ INPUT = (3, 32, 32)
 
 # ---- width configurations ---------------------------------------------------------
 
-def scaled_config(arch: str, factor: float, round_to: int = 1, num_classes: int = NUM_CLASSES) -> dict:
-    """Uniform thinning as a config: every conv / BN / linear width scaled by
-    `factor` (rounded half up, then to a multiple of `round_to`, at least one
-    step, at most the original), except the image's input channels and the
-    classes. Equal widths stay equal, so residual additions still line up."""
-    def width(w: int) -> int:
-        scaled = int(w * factor + 0.5)
-        return min(w, max(round_to, int(scaled / round_to + 0.5) * round_to))
-
-    model = build_model(arch, num_classes)
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
-    first_conv = next(n for n, m in layers if isinstance(m, nn.Conv2d))
-    last_linear = [n for n, m in layers if isinstance(m, nn.Linear)][-1]
-    shapes = {}
-    for name, m in layers:
-        if isinstance(m, nn.Conv2d):
-            shape = [m.in_channels if name == first_conv else width(m.in_channels), width(m.out_channels)]
-        elif isinstance(m, nn.BatchNorm2d):
-            shape = [width(m.num_features)]
-        else:
-            shape = [width(m.in_features), m.out_features if name == last_linear else width(m.out_features)]
-        shapes[name] = shape
-    return {"removed_blocks": [], "shapes": shapes}
-
-
-def complexity_available() -> bool:
-    """Whether the complexity-driven method's planners have landed."""
-    from elastic.methods import complexity
-    return hasattr(complexity, "plan") and hasattr(complexity, "uniform_plan")
-
-
 def planner(method: str) -> Callable[[str, float, int], dict]:
     """(arch, target fraction of MACs, round_to) -> config, for a complexity mode
-    ("FA", "PA", "MA") or "uniform"; every method falls back to uniform
-    `scaled_config` thinning while the complexity module is a placeholder."""
+    ("FA", "PA", "MA") or "uniform"."""
     from elastic.methods import complexity
-    if not complexity_available():
-        return lambda arch, target, r: uniform_by_macs(arch, target, r)
     if method == "uniform":
         return lambda arch, target, r: complexity.uniform_plan(arch, NUM_CLASSES, target, round_to=r).config
     return lambda arch, target, r: complexity.plan(arch, NUM_CLASSES, method, target, round_to=r).config
-
-
-def uniform_by_macs(arch: str, target: float, round_to: int = 1) -> dict:
-    """The widest `scaled_config` with at most `target` of the MACs (bisection)."""
-    base = count_macs(build_model(arch, NUM_CLASSES), INPUT)
-    low, high = 0.0, 1.0
-    for _ in range(12):
-        middle = (low + high) / 2
-        config = scaled_config(arch, middle, round_to)
-        if macs_of(arch, config) <= target * base:
-            low = middle
-        else:
-            high = middle
-    return scaled_config(arch, low, round_to)
 
 
 def macs_of(arch: str, config: dict) -> int:
@@ -179,8 +130,6 @@ def main(argv: list[str] | None = None) -> None:
             host = next(iter(lat.values())).host
     columns = ["arch", "runtime", "method", "target", "round", "MACs (M)", "MAC frac", "odd widths",
                "median ms", "p10 ms", "us/MMAC", "r8 speed-up", "r8 (p10)"]
-    if not complexity_available():
-        print("note: elastic.methods.complexity has no plan(): every method is uniform scaled_config thinning")
     print(f"CPU latency, batch 1, {args.threads} thread(s), {args.rounds} interleaved rounds x "
           f"{args.repeats} passes, fresh weights; {host}")
     print("r8 speed-up: latency of the round_to=1 plan / the round_to=8 plan at about the same MACs "

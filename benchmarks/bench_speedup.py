@@ -9,8 +9,6 @@ Configurations (fresh weights: latency does not depend on their values):
 - uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded to 8;
 - block removal: 12 of the 24 candidate blocks (every other one, so 4 per stage);
 - the elastic 64% level (`grow.build_elastic(...).level_config`).
-Where a method's module has not landed, the configuration is built here from
-widths (see bench_rounding.scaled_config) or block names.
 
 Latency is measured twice by default: eager PyTorch, and the verified ONNX export
 in onnxruntime (BatchNorm folded, as deployed).
@@ -27,8 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_rounding import (INPUT, NUM_CLASSES, complexity_available, format_table,  # noqa: E402
-                            planner, scaled_config)
+from bench_rounding import INPUT, NUM_CLASSES, format_table, planner  # noqa: E402
 from elastic.deploy import INEFFICIENT_BELOW, measure_latencies, speedup_efficiency  # noqa: E402
 from elastic.models import build_model  # noqa: E402
 from elastic.profile import count_macs  # noqa: E402
@@ -56,12 +53,9 @@ def block_removal_config(arch: str = ARCH, remove: int = 12) -> dict:
 
 def elastic_config(arch: str = ARCH, width: float = ELASTIC_WIDTH) -> dict:
     """The plain model of the elastic level at `width` of every group's channels."""
-    try:
-        from elastic.methods import grow
-        return grow.build_elastic(build_model(arch, NUM_CLASSES), arch, NUM_CLASSES,
-                                  widths=(width, 1.0)).level_config(0)
-    except (ImportError, AttributeError):
-        return scaled_config(arch, width)
+    from elastic.methods import grow
+    return grow.build_elastic(build_model(arch, NUM_CLASSES), arch, NUM_CLASSES,
+                              widths=(width, 1.0)).level_config(0)
 
 
 def configurations() -> dict[str, dict]:
@@ -104,8 +98,6 @@ def main(argv: list[str] | None = None) -> None:
     configs = configurations()
     models = {name: build_model(ARCH, NUM_CLASSES, config) for name, config in configs.items()}
     macs = {name: count_macs(model, INPUT) for name, model in models.items()}
-    if not complexity_available():
-        print("note: elastic.methods.complexity has no plan(): complexity rows are uniform thinning")
     for runtime in args.runtime:
         lat = measure_latencies(models, INPUT, threads=args.threads, rounds=args.rounds, repeats=args.repeats,
                                 runtime=runtime)

@@ -9,7 +9,6 @@ architecture the checkpoint claims, before any memory is allocated for it).
 """
 from __future__ import annotations
 
-import math
 import pickle
 import re
 import tempfile

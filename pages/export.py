@@ -48,10 +48,6 @@ st.download_button("Configuration (JSON)", json.dumps(meta, indent=2), file_name
                    help="The row's architecture config and numbers; rebuild with elastic.models.build_model.")
 
 st.subheader("Model files")
-if not models.export_available():
-    st.info("ONNX and TorchScript export is not available yet: `elastic.deploy.export_bytes` has not landed "
-            "in this version of the package.")
-    st.stop()
 if st.button("Build ONNX, TorchScript and JSON", key="export.build"):
     st.session_state["export.ready"] = (run_id, trained)
 if st.session_state.get("export.ready") == (run_id, trained):

@@ -33,10 +33,6 @@ with st.expander("Every layer"):
 st.subheader("What PA, FA and MA prune")
 target = st.slider("Keep this fraction of the mode's metric (PA: parameters, FA: FLOPs, MA: memory)",
                    0.1, 1.0, 0.5, 0.05, key="layers.target")
-if not models.plans_available():
-    st.info("Complexity-driven pruning plans are not available yet: `elastic.methods.complexity.plan` "
-            "has not landed in this version of the package.")
-    st.stop()
 plans, failed = {}, {}
 for mode in explore.MODES:
     try:

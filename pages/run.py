@@ -24,24 +24,20 @@ target = right.slider("Keep this fraction of the mode's metric", 0.1, 1.0, 0.5, 
                       disabled=mode == "none")
 config, what = None, f"{arch}, unpruned"
 if mode != "none":
-    if not models.plans_available():
-        st.info("Complexity-driven plans are not available yet (`elastic.methods.complexity.plan` has not "
-                "landed): the quick run below trains the unpruned network.")
-    else:
-        try:
-            plan = models.plan(arch, dataset, mode, target)
-        except ElasticError as err:
-            st.warning(str(err))
-            st.stop()
-        config, what = plan["config"], f"{arch}, {mode} plan keeping {target:g}"
-        cells = st.columns(3)
-        for cell, key, label in zip(cells, ("params", "macs", "memory"), ("Parameters", "MACs", "Memory")):
-            cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key]),
-                        f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off", delta_arrow="off",
-                        help="Memory: weights + output activation of every layer, summed (fp32), as MA counts it."
-                        if key == "memory" else None)
-        st.plotly_chart(figures.plan_figure(models.kept_table({mode: plan})), width="stretch",
-                        config={"displaylogo": False})
+    try:
+        plan = models.plan(arch, dataset, mode, target)
+    except ElasticError as err:
+        st.warning(str(err))
+        st.stop()
+    config, what = plan["config"], f"{arch}, {mode} plan keeping {target:g}"
+    cells = st.columns(3)
+    for cell, key, label in zip(cells, ("params", "macs", "memory"), ("Parameters", "MACs", "Memory")):
+        cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key]),
+                    f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off", delta_arrow="off",
+                    help="Memory: weights + output activation of every layer, summed (fp32), as MA counts it."
+                    if key == "memory" else None)
+    st.plotly_chart(figures.plan_figure(models.kept_table({mode: plan})), width="stretch",
+                    config={"displaylogo": False})
 
 st.subheader("2. Quick run")
 cells = st.columns(3)

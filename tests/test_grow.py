@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from elastic import cli
-from elastic.data import DATASETS, load_dataset
+from elastic.data import load_dataset
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.methods.grow import (DEFAULT_LEVELS, ElasticNet, LevelView, build_elastic, channel_structure,
                                   extract, grow_level, load_elastic, save_elastic, switch_time_us,

@@ -61,11 +61,6 @@ def layer_table(arch: str, dataset: str) -> tuple[pd.DataFrame, dict[str, int]]:
     return pd.DataFrame(prof.to_rows()), totals
 
 
-def plans_available() -> bool:
-    """Whether the complexity method (PA/FA/MA plans) has landed."""
-    return hasattr(complexity, "plan")
-
-
 @st.cache_data(show_spinner="Planning...")
 def plan(arch: str, dataset: str, mode: str, target: float) -> dict[str, Any]:
     """The PA/FA/MA pruning plan for `target` (computed, no training), as plain
@@ -81,12 +76,6 @@ def kept_table(plans: dict[str, dict[str, Any]]) -> pd.DataFrame:
     rows = [{"mode": mode, "layer": layer, "kept": int(k), "original": int(o)}
             for mode, p in plans.items() for layer, (k, o) in p["kept"].items()]
     return pd.DataFrame(rows, columns=["mode", "layer", "kept", "original"])
-
-
-def export_available() -> bool:
-    """Whether deployment export (`elastic.deploy.export_bytes`) has landed."""
-    from elastic import deploy
-    return hasattr(deploy, "export_bytes")
 
 
 @st.cache_data(show_spinner="Exporting and verifying the model files...", max_entries=8)

@@ -283,6 +283,9 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the jobs on a Ray cluster: 'auto', an address, or 'local' to start one here")
     p.add_argument("--device", default=None, help="passed to every job (cpu, cuda)")
+    p.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+                   help="start no job after this many minutes; running jobs finish, the rest wait "
+                        "for the next run (for machines lent for a fixed time)")
     p.add_argument("--list", action="store_true", help="print the jobs and whether they are done, run nothing")
 
 
@@ -316,9 +319,11 @@ def run_sweep(args: argparse.Namespace) -> None:
             bar.update(1)
         if kind == "failed":
             bar.write(f"FAILED {job.key}:\n{report.failed[job.key]}")
-    report = sweep(jobs, out, workers=workers, ray_address=args.ray, on_event=on_event)
+    stop_after = None if args.stop_after is None else args.stop_after * 60
+    report = sweep(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, on_event=on_event)
     bar.close()
-    print(f"{len(report.ran)} ran, {len(report.skipped)} already done, {len(report.failed)} failed "
+    left = f", {len(report.not_started)} left for the next run" if report.not_started else ""
+    print(f"{len(report.ran)} ran, {len(report.skipped)} already done, {len(report.failed)} failed{left} "
           f"in {report.seconds / 60:.1f} min; results in {out}")
     if report.failed:
         raise ElasticError(f"{len(report.failed)} job(s) failed: {', '.join(report.failed)}; "

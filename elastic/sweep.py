@@ -160,6 +160,7 @@ class SweepReport:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)   # key -> last lines of its output
+    not_started: list[str] = field(default_factory=list)  # left for the next run by stop_after
     seconds: float = 0.0
 
 
@@ -194,9 +195,12 @@ def _tail(output: str) -> str:
 
 
 def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: str | None = None,
+              stop_after: float | None = None,
               on_event: Callable[[str, Job, SweepReport], None] | None = None) -> SweepReport:
     """Run the jobs not yet in the ledger, respecting `after`, `workers` at a time
-    (or on Ray). A job whose prerequisite failed is not started."""
+    (or on Ray). A job whose prerequisite failed is not started. After
+    `stop_after` seconds no job is started; those running finish, and the rest
+    are left for the next run (for time-boxed machines)."""
     report = SweepReport()
     started = time.perf_counter()
     done = finished(results)
@@ -207,6 +211,9 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
     submit, wait = (_ray_pool(ray_address) if ray_address else _local_pool(workers))
     running: dict[object, tuple[Job, float]] = {}
     while pending or running:
+        if stop_after is not None and time.perf_counter() - started >= stop_after:
+            report.not_started += [job.key for job in pending]
+            pending = []
         for job in list(pending):
             blocked = [k for k in job.after if k in keys and k not in done]
             if any(k in report.failed for k in blocked):

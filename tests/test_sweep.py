@@ -72,6 +72,19 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert len(lines) == len({line["key"] for line in lines}) == len(smoke_jobs(out))
 
 
+def test_stop_after_lets_running_jobs_finish_and_leaves_the_rest(tmp_path):
+    out = tmp_path / "smoke.csv"
+    jobs = smoke_jobs(out)
+    first = run_sweep(jobs, out, stop_after=0.0)          # the limit has passed before the first start
+    assert first.ran == [] and first.not_started == [j.key for j in jobs]
+    # The first job starts at once; it trains for seconds, so after it no job starts.
+    second = run_sweep(jobs, out, stop_after=0.5)
+    assert second.ran == [jobs[0].key] and second.not_started == [j.key for j in jobs[1:]]
+    assert finished(out) == {jobs[0].key}
+    third = run_sweep(jobs, out)
+    assert third.skipped == [jobs[0].key] and len(third.ran) == len(jobs) - 1 and not third.not_started
+
+
 def test_failed_prerequisite_stops_its_dependants(tmp_path):
     out = tmp_path / "r.csv"
     jobs = [j for j in smoke_jobs(out) if j.key.split("/")[2] in ("baseline", "block")]

@@ -10,7 +10,8 @@ from elastic.ui import cards, data, figures, page, state, widgets
 
 page.start("Explorer",
            "Every measured configuration, accuracy against MACs, parameters, memory and latency. "
-           "Set a budget or pick a device: the most accurate configuration that fits is ringed and explained.")
+           "Set a budget or pick a device: of the configurations that fit, the one with the best validation accuracy "
+           "is ringed and explained, with its test accuracy.")
 
 frame = data.shown_results(f"No results yet in `{data.results_dir()}`. Train a baseline to start, e.g. "
                            "`python -m elastic train --arch resnet20 --epochs 12 --label 'short CPU schedule'`.")

@@ -67,7 +67,8 @@ def budget_slider(spec: SliderSpec, metric: Metric, budget: float | None, *, whe
     key = f"budget:{metric.key}:{spec.unit.name}:{spec.high:g}:{spec.step:g}"
     chosen = where.slider(f"Budget ({spec.unit.name})", min_value=spec.low, max_value=spec.high, value=value,
                           step=spec.step, format=spec.format, key=key,
-                          help="Configurations above the budget are out; the most accurate one left is chosen. "
+                          help="Configurations above the budget are out; of those left, the one with the best "
+                               "validation accuracy is chosen. "
                                "At the top: no limit.")
     return None if chosen >= spec.high else spec.to_base(chosen)
 

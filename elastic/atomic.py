@@ -5,20 +5,22 @@ same path at once (a sweep's workers decoding one dataset) never collide."""
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 
 def replace_atomically(target: Path | str, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write` with a binary file in target's folder, then rename it to target."""
+    """Call `write` with a binary file in target's folder, then rename it to target.
+    The file gets the usual permissions (0666 less the umask), like a plain open."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -396,6 +396,20 @@ def test_a_truncated_archive_is_named(tmp_path):
     assert str(cut) in str(info.value) and "complete copy" in str(info.value)
 
 
+def test_atomic_writes_keep_the_usual_permissions_and_leave_no_temporary_file(tmp_path):
+    from elastic.atomic import replace_atomically
+
+    umask = os.umask(0)
+    os.umask(umask)
+    replace_atomically(tmp_path / "a" / "rows.csv", lambda f: f.write(b"x\n"))
+    assert (tmp_path / "a" / "rows.csv").read_bytes() == b"x\n"
+    assert (tmp_path / "a" / "rows.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(ZeroDivisionError):                 # a writer that fails leaves the old file
+        replace_atomically(tmp_path / "a" / "rows.csv", lambda f: f.write(b"half") and 1 / 0)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["rows.csv"]
+    assert (tmp_path / "a" / "rows.csv").read_bytes() == b"x\n"
+
+
 def test_workers_decoding_one_archive_at_once_all_succeed(tmp_path, monkeypatch):
     """A sweep's workers start together and each finds the dataset not yet cached:
     they all decode and write the cache; none may fail or leave a partial file."""

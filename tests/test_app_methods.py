@@ -205,6 +205,17 @@ def shown_accuracy(at: AppTest) -> float:
     return float(metrics(at)["Test accuracy"].rstrip("%"))
 
 
+def test_checkpoints_are_listed_prune_and_grow_first(tmp_path):
+    names = ["cifar10__resnet56__elastic__c2g1__s0.pt", "cifar10__resnet20__elastic-joint__e1__s0.pt",
+             "cifar10__resnet20__elastic__c2g1__s0.pt", "cifar10__resnet20__elastic__c2g1__s0.level0.resume.pt",
+             "cifar10__resnet20__baseline__e12__s0.pt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in elastic_view.find_checkpoints(tmp_path)] == [
+        "cifar10__resnet20__elastic__c2g1__s0.pt", "cifar10__resnet20__elastic-joint__e1__s0.pt",
+        "cifar10__resnet56__elastic__c2g1__s0.pt"]
+
+
 def test_elastic_page_switches_levels_live(runs):
     model = load_elastic(next(runs.checkpoints.glob("*.pt")))
     data = load_dataset("cifar10", source="synthetic")

@@ -42,8 +42,11 @@ def checkpoints_dir() -> Path:
 
 
 def find_checkpoints(folder: Path) -> list[Path]:
-    """Elastic checkpoints in `folder` (`*elastic*.pt`, not resume files), by name."""
-    return sorted(p for p in folder.glob("*elastic*.pt") if not p.name.endswith(".resume.pt"))
+    """Elastic checkpoints in `folder` (`*elastic*.pt`, not resume files), by
+    dataset and architecture; prune-and-grow (the method of the paper) before
+    joint training, so it is the one a page opens with."""
+    found = [p for p in folder.glob("*elastic*.pt") if not p.name.endswith(".resume.pt")]
+    return sorted(found, key=lambda p: (p.name.split("__")[:2], "__elastic-joint__" in p.name, p.name))
 
 
 def checkpoint_label(path: Path) -> str:

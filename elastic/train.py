@@ -22,6 +22,7 @@ from elastic.errors import BadCheckpoint, Diverged
 
 SYNC_EVERY = 20  # on CUDA, steps between reads of the loss (each read waits for the GPU)
 
+
 @dataclass(frozen=True)
 class Recipe:
     """How to train. The defaults are the CIFAR recipe of the shared data README:

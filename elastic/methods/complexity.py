@@ -516,7 +516,6 @@ def run_id_for(args: argparse.Namespace) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> None:
-
     from elastic.cli import load_data, progress_bar, recipe_from, results_path
     from elastic.data import DATASETS
     from elastic.results import append_row

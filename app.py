@@ -9,8 +9,7 @@ import streamlit as st
 
 HERE = Path(__file__).resolve().parent
 # Titles and icons of the known pages, in menu order; the first is the default.
-# Every other script in pages/ is listed after them under its file name, and a
-# page whose file is not there yet is left out, so pages appear once they land.
+# Any other script in pages/ is listed after them under its file name.
 KNOWN = {
     "explorer": ("Explorer", ":material/scatter_plot:"),
     "layers": ("Layer complexity", ":material/stacked_bar_chart:"),

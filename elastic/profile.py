@@ -18,9 +18,8 @@ Conventions, for one input sample (batch 1):
 """
 from __future__ import annotations
 
-import threading
-
 import dataclasses
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator

@@ -23,8 +23,8 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from elastic.profile import symbolic_trace
 from elastic.errors import BadCheckpoint, ElasticError
+from elastic.profile import symbolic_trace
 
 PROXY_METHODS = ("block-l1", "block-random")
 BUDGET_COLUMNS = {"macs": "macs", "params": "params", "memory": "peak_mem_fp32"}  # --budget-metric -> column
@@ -79,7 +79,7 @@ def l1_scores(model: nn.Module, candidates: Sequence[str]) -> dict[str, float]:
     scores = {}
     for name in candidates:
         block = model.get_submodule(name)
-        bns = [node.target for node in _trace(block).graph.nodes
+        bns = [node.target for node in symbolic_trace(block).graph.nodes
                if node.op == "call_module" and isinstance(block.get_submodule(node.target), _BatchNorm)]
         if not bns:
             raise ElasticError(f"block {name} has no BatchNorm, so it has no L1 proxy score")
@@ -201,17 +201,13 @@ def _element_shapes(model: nn.Module, input_shape: tuple[int, int, int]
     return shapes
 
 
-def _trace(block: nn.Module) -> fx.GraphModule:
-    return symbolic_trace(block)
-
-
 _ADDS = {operator.add, operator.iadd, torch.add}
 
 
 def _adds_input(block: nn.Module) -> bool:
     """Does the block's graph add its input to something computed from its input?"""
     try:
-        graph = _trace(block).graph
+        graph = symbolic_trace(block).graph
     except Exception:  # fx raises several types; all mean "not traceable"
         return False
     inputs = [node for node in graph.nodes if node.op == "placeholder"]

@@ -40,9 +40,9 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from elastic.data import DatasetSpec, ImageSet
-from elastic.profile import symbolic_trace
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.models import ARCHS, arch_config, build_model, layer_shape
+from elastic.profile import symbolic_trace
 from elastic.train import Progress, Recipe, TrainResult, load_checkpoint, save_checkpoint, train
 
 DEFAULT_LEVELS = (0.512, 0.64, 0.8, 1.0)

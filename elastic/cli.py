@@ -48,12 +48,35 @@ def add_recipe_args(p: argparse.ArgumentParser, epochs: int = 60) -> None:
     p.add_argument("--out", default=None,
                    help="results CSV to append the row to (default: cached_results/<dataset>.csv)")
     p.add_argument("--label", default="", help="a note stored with the row, e.g. 'short CPU schedule'")
+    add_precision_arg(p)
 
 
-def recipe_from(args: argparse.Namespace):
+def add_precision_arg(p: argparse.ArgumentParser) -> None:
+    from elastic.precision import PRECISIONS
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="training arithmetic: bf16 autocast with channels_last, or fp32; auto: bf16 on CUDA "
+                        "and on a CPU with native bf16 (AMX, AVX512-BF16) where a probe shows it faster, "
+                        "else fp32 (default: %(default)s)")
+
+
+def precision_for(args: argparse.Namespace, device: torch.device) -> str:
+    """The arithmetic this command trains in ('fp32' or 'bf16') on `device`."""
+    from elastic.precision import resolve
+    return resolve(args.precision, device)
+
+
+def recipe_from(args: argparse.Namespace, precision: str, *, epochs: int | None = None, lr: float | None = None):
     from elastic.train import Recipe
-    return Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  weight_decay=args.weight_decay, train_subset=args.train_subset)
+    return Recipe(epochs=args.epochs if epochs is None else epochs, batch_size=args.batch_size,
+                  lr=args.lr if lr is None else lr, weight_decay=args.weight_decay,
+                  train_subset=args.train_subset, precision=precision)
+
+
+def run_settings(recipe, data_source: str, start: str = "", **options) -> dict:
+    """The settings a run id's tag covers (elastic.identity.settings) for `recipe`."""
+    from elastic.identity import settings
+    return settings(batch_size=recipe.batch_size, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                    train_subset=recipe.train_subset, data_source=data_source, start=start, **options)
 
 
 def positive_fraction(text: str) -> float:
@@ -140,6 +163,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from elastic import identity
     from elastic.models import build_model
     from elastic.results import append_row
     from elastic.runs import checkpoint_path, result_row, save_model
@@ -147,10 +171,11 @@ def run_train(args: argparse.Namespace) -> None:
     check_arch_fits(args.arch, args.dataset)
     data = load_data(args)
     device = _init_distributed(pick_device(args.device))
-    recipe = recipe_from(args)
-    run_id = f"{args.dataset}/{args.arch}/baseline/e{args.epochs}/s{args.seed}"
-    if args.data == "synthetic":
-        run_id += "/synthetic"
+    precision = precision_for(args, device)
+    recipe = recipe_from(args, precision)
+    name = identity.baseline_name(args.dataset, args.arch, epochs=args.epochs, seed=args.seed,
+                                  data_source=data.source)
+    run_id = identity.run(name, precision, run_settings(recipe, data.source))
     torch.manual_seed(args.seed)
     model = build_model(args.arch, data.num_classes)
     final = checkpoint_path(run_id)
@@ -161,12 +186,14 @@ def run_train(args: argparse.Namespace) -> None:
         print(f"resumed from epoch {result.resumed_from_epoch} of {args.epochs} (checkpoint {resume})")
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, the first process writes the checkpoint and the row
-    save_model(final, model, args.arch, data.num_classes, args.dataset, recipe=recipe.to_dict(), seed=args.seed)
+    schedule = identity.schedule(args.epochs)
+    save_model(final, model, args.arch, data.num_classes, args.dataset, run_id=run_id, recipe=recipe.to_dict(),
+               seed=args.seed, schedule=schedule)
     if not args.checkpoint:
         Path(resume).unlink(missing_ok=True)  # finished: the next run with these options starts afresh
     row = result_row(model, args.arch, data, run_id=run_id, method="baseline", device=device,
-                     seed=args.seed, epochs=args.epochs, seconds=result.seconds,
-                     recipe=recipe.to_dict(), label=args.label)
+                     seed=args.seed, epochs=args.epochs, seconds=result.seconds, precision=precision,
+                     recipe=recipe.to_dict(), label=args.label, schedule=schedule)
     append_row(results_path(args), row)
     print(f"{run_id}: test {row['test_acc']:.2f}%, val {row['val_acc']:.2f}%, "
           f"{row['macs'] / 1e6:.1f} M MACs, {row['params'] / 1e3:.1f} K params, "
@@ -274,7 +301,9 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
     from elastic.sweep import GRIDS
     p.add_argument("--grid", required=True, choices=GRIDS.names(), help="which grid of configurations")
     p.add_argument("--out", default=None,
-                   help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder)")
+                   help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder); "
+                        "the ledger of finished jobs is <out>.sweep.jsonl beside it. The cpu grid writes its rows "
+                        "to cifar10.csv and imagenette.csv beside --out")
     p.add_argument("--epochs", type=int, default=None, help="override the grid's training epochs")
     p.add_argument("--archs", nargs="*", default=[], help="only these architectures")
     p.add_argument("--methods", nargs="*", default=[], help="only these methods (baseline, complexity, ...)")
@@ -284,8 +313,10 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
                    help="run the jobs on a Ray cluster: 'auto', an address, or 'local' to start one here")
     p.add_argument("--device", default=None, help="passed to every job (cpu, cuda)")
     p.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
-                   help="start no job after this many minutes; running jobs finish, the rest wait "
-                        "for the next run (for machines lent for a fixed time)")
+                   help="start a job only if it is expected to end within this many minutes (its "
+                        "duration estimated from a probe of this machine, its MACs and epochs); running "
+                        "jobs finish, the rest wait for the next run (for machines lent for a fixed time)")
+    add_precision_arg(p)
     p.add_argument("--list", action="store_true", help="print the jobs and whether they are done, run nothing")
 
 
@@ -294,20 +325,23 @@ def run_sweep(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from elastic.results import RESULTS_DIR
-    from elastic.sweep import GRIDS, GridOptions, finished, run_sweep as sweep
+    from elastic.sweep import GRIDS, Estimator, GridOptions, finished, ledger_path, run_sweep as sweep
+    from elastic.train import pick_device
     if args.out:
         out = Path(args.out)
     elif args.grid == "smoke":
         out = Path(tempfile.mkdtemp(prefix="elastic-smoke-")) / "smoke.csv"
     else:
         out = RESULTS_DIR / f"{args.grid}.csv"
-    extra = ("--device", args.device) if args.device else ()
+    # Resolved once, here: every job trains in the same arithmetic and its key says which.
+    precision = precision_for(args, pick_device(args.device or "auto"))
+    extra = (*(("--device", args.device) if args.device else ()), "--precision", precision)
     opts = GridOptions(out, args.epochs, tuple(args.archs), tuple(args.methods), extra)
     jobs = GRIDS.get(args.grid).make(opts)
     done = finished(out)
     if args.list:
         for job in jobs:
-            print(f"{'done' if job.key in done else 'todo'}  {job.command}")
+            print(f"{'done' if job.key in done else 'todo'}  {job.name:<40} {job.command}")
         return
     workers = args.workers or (4 if torch.cuda.is_available() else 1)
     from tqdm import tqdm
@@ -315,12 +349,16 @@ def run_sweep(args: argparse.Namespace) -> None:
                file=sys.stderr)
 
     def on_event(kind, job, report) -> None:
-        if kind != "start":
+        if kind == "start":
+            bar.write(f"start {job.name}")
+        else:
             bar.update(1)
         if kind == "failed":
             bar.write(f"FAILED {job.key}:\n{report.failed[job.key]}")
     stop_after = None if args.stop_after is None else args.stop_after * 60
-    report = sweep(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, on_event=on_event)
+    estimate = Estimator(precision, ledger_path(out)) if stop_after is not None else None
+    report = sweep(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
+                   on_event=on_event)
     bar.close()
     left = f", {len(report.not_started)} left for the next run" if report.not_started else ""
     print(f"{len(report.ran)} ran, {len(report.skipped)} already done, {len(report.failed)} failed{left} "

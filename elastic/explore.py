@@ -173,6 +173,7 @@ class Choices:
     budget: float | None = None               # in base units of `metric`; None: no limit
     device: str = ""
     precision: str = "int8"
+    schedule: str = ""                        # "": the one covering the most architectures
 
     def to_query(self) -> dict[str, str]:
         """Query parameters for a shareable URL (only what was chosen)."""
@@ -180,7 +181,8 @@ class Choices:
                "budget": "" if self.budget is None else plain_number(self.budget),
                "methods": "" if self.methods is None else ",".join(self.methods),
                "modes": "" if self.modes == MODES else ",".join(self.modes),
-               "device": self.device, "precision": "" if self.precision == "int8" else self.precision}
+               "device": self.device, "precision": "" if self.precision == "int8" else self.precision,
+               "schedule": self.schedule}
         return {k: v for k, v in out.items() if v}
 
     @classmethod
@@ -197,7 +199,8 @@ class Choices:
                    metric=metric if metric in METRICS else "macs",
                    budget=parse_number(params.get("budget")) if metric in METRICS else None,
                    device=params.get("device", ""),
-                   precision=precision if precision in PRECISIONS else "int8")
+                   precision=precision if precision in PRECISIONS else "int8",
+                   schedule=params.get("schedule", ""))
 
     def update(self, **changes: Any) -> "Choices":
         """A copy with `changes`; a new metric forgets the budget (its units differ)."""
@@ -234,11 +237,37 @@ def archs(frame: pd.DataFrame, dataset: str) -> list[str]:
     return list(rows["arch"].value_counts(sort=True).index) if len(rows) else []
 
 
+UNRECORDED = "unrecorded"
+
+
+def schedule_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's training schedule ('unrecorded' where a file does not say)."""
+    column = frame["schedule"] if "schedule" in frame else pd.Series("", index=frame.index)
+    return column.where(column != "", UNRECORDED)
+
+
+def schedules(frame: pd.DataFrame, dataset: str) -> list[str]:
+    """The training schedules with rows for `dataset`: the one that covers the
+    most architectures first (then the most rows), so the default view compares
+    the most networks under one schedule."""
+    rows = frame[frame["dataset"] == dataset]
+    if rows.empty:
+        return []
+    counts = pd.DataFrame({"schedule": schedule_of(rows), "arch": rows["arch"]}).groupby("schedule")
+    order = sorted(counts.groups, key=lambda s: (-counts.get_group(s)["arch"].nunique(),
+                                                 -len(counts.get_group(s)), s))
+    return order
+
+
 def select(frame: pd.DataFrame, *, dataset: str, arch: str = ALL_ARCHS,
-           methods: Iterable[str] | None = None, modes: Iterable[str] | None = None) -> pd.DataFrame:
-    """Rows of one dataset, one architecture (or all), the chosen methods, and the
-    chosen complexity modes (rows without a mode always stay)."""
+           methods: Iterable[str] | None = None, modes: Iterable[str] | None = None,
+           schedule: str | None = None) -> pd.DataFrame:
+    """Rows of one dataset, one architecture (or all), the chosen methods, the
+    chosen complexity modes (rows without a mode always stay) and one training
+    schedule (None: every schedule)."""
     keep = frame["dataset"] == dataset
+    if schedule is not None:
+        keep &= schedule_of(frame) == schedule
     if arch != ALL_ARCHS:
         keep &= frame["arch"] == arch
     if methods is not None:
@@ -395,16 +424,19 @@ def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
 
 
 def baseline_for(frame: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any] | None:
-    """The baseline a row is compared with: same dataset and architecture, real
-    data before synthetic, then the most epochs, then the newest."""
+    """The baseline a row is compared with: same dataset and architecture, the
+    row's training schedule first, real data before synthetic, then the most
+    epochs, then the newest."""
     rows = frame[(frame["dataset"] == row["dataset"]) & (frame["arch"] == row["arch"])
                  & (frame["method"] == "baseline")]
     if rows.empty:
         return None
-    ranked = rows.assign(_synthetic=rows["data_source"] == "synthetic", _neg_epochs=-rows["epochs"])
-    ranked = ranked.sort_values(["_synthetic", "_neg_epochs", "date"], ascending=[True, True, False],
-                                kind="mergesort")
-    return ranked.drop(columns=["_synthetic", "_neg_epochs"]).iloc[0].to_dict()
+    own = row.get("schedule") or UNRECORDED
+    ranked = rows.assign(_other=schedule_of(rows) != own, _synthetic=rows["data_source"] == "synthetic",
+                         _neg_epochs=-rows["epochs"])
+    ranked = ranked.sort_values(["_other", "_synthetic", "_neg_epochs", "date"],
+                                ascending=[True, True, True, False], kind="mergesort")
+    return ranked.drop(columns=["_other", "_synthetic", "_neg_epochs"]).iloc[0].to_dict()
 
 
 def reductions(row: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:

@@ -14,8 +14,6 @@ import fcntl
 import io
 import json
 import math
-import os
-import platform
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ import pandas as pd
 from elastic.atomic import replace_atomically
 from elastic.errors import BadResults
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: run ids carry a precision-digest tag; precision and cpu columns
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "cached_results"
 
 
@@ -41,7 +39,8 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("run_id", "str", True, "unique key of the configuration; a sweep skips ids already present"),
+    Column("run_id", "str", True, "unique key of the run's settings (elastic.identity); a rerun of the same "
+                                  "settings replaces its row, any other setting adds a row"),
     Column("dataset", "str", True, "cifar10, cifar100 or imagenette"),
     Column("arch", "str", True, "registered architecture name"),
     Column("method", "str", True, "baseline, uniform, complexity, block, block-l1, block-random, elastic, elastic-joint"),
@@ -65,11 +64,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("epochs", "int", True, "training epochs of this row's network (baseline or fine-tuning)"),
     Column("seed", "int", True, "random seed"),
     Column("device", "str", True, "device the training ran on"),
+    Column("precision", "str", True, "arithmetic of the training: fp32, or bf16 (autocast, channels_last)"),
+    Column("cpu", "str", True, "the CPU of the machine the run ran on (its model and core count)"),
     Column("commit", "str", True, "git commit of the code that made the row"),
     Column("date", "str", True, "UTC date and time the row was written"),
     Column("seconds", "float", True, "wall-clock seconds of the run"),
     Column("command", "str", True, "the command that reproduces the row"),
     Column("label", "str", False, "a note for readers, e.g. 'short CPU schedule'"),
+    Column("schedule", "str", False, "the training schedule the row belongs to, e.g. '12 epochs': its own epochs "
+                                     "when trained from scratch, else those of the baseline it started from; "
+                                     "the explorer shows one schedule at a time"),
     Column("data_source", "str", False, "where the images came from (archive, torchvision, synthetic)"),
 )
 COLUMN_NAMES = [c.name for c in COLUMNS]
@@ -88,15 +92,8 @@ def provenance() -> dict[str, str]:
 
 def host_name() -> str:
     """A short description of this machine's CPU, for latency rows."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    from elastic.precision import cpu_name
+    return cpu_name()
 
 
 def validate_row(row: dict[str, Any], where: str = "row") -> dict[str, Any]:
@@ -152,14 +149,47 @@ def read_results(path: Path | str) -> pd.DataFrame:
         raise BadResults(f"{path}: file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise BadResults(f"{path}: not a readable CSV results file ({str(err).splitlines()[0]})") from None
+    records = frame.to_dict("records")
+    schema_1 = [c.name for c in COLUMNS if c.required and c.name not in ("precision", "cpu")]
+    if "precision" not in frame.columns and all(name in frame.columns for name in schema_1):
+        records = migrate_rows(records)
+        frame = pd.DataFrame(records, columns=list(records[0]) if records else COLUMN_NAMES)
     missing = [c.name for c in COLUMNS if c.required and c.name not in frame.columns]
     if missing:
         raise BadResults(f"{path}: missing column(s) {missing}; is this a results file?")
-    rows = [validate_row(r, f"{path}, line {i + 2}") for i, r in enumerate(frame.to_dict("records"))]
+    rows = [validate_row(r, f"{path}, line {i + 2}") for i, r in enumerate(records)]
     duplicated = pd.Series([r["run_id"] for r in rows]).duplicated()
     if duplicated.any():
         raise BadResults(f"{path}: run_id {rows[int(duplicated.idxmax())]['run_id']!r} appears twice")
     return _frame(rows)
+
+
+def migrate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of schema 1 in schema 2: ids with their tag (elastic.identity.migrate),
+    precision fp32 (schema 1 trained in bf16 on CUDA only, and no row ran there),
+    the CPU from the latency column (measured in the same session), elastic
+    checkpoints under their new names. Baselines go first, so that the runs that
+    started from them name their new ids."""
+    from elastic import identity
+    renamed: dict[str, str] = {}
+    out = [dict(r) for r in rows]
+    for row in sorted(out, key=lambda r: r.get("method") != "baseline"):
+        old = row["run_id"]
+        if identity.is_current(old):
+            continue
+        row["run_id"] = identity.migrate(row, renamed)
+        renamed[old] = row["run_id"]
+        row.setdefault("precision", "fp32")
+        host = str(row.get("latency_host") or "").split(";")[0].strip()
+        row.setdefault("cpu", host or "not recorded")
+        row.setdefault("schedule", identity.migrated_schedule(row))
+        details = json.loads(row.get("details") or "{}")
+        if isinstance(details, dict) and details.get("checkpoint"):
+            shipped = Path(details["checkpoint"])
+            details["checkpoint"] = str(shipped.with_name(identity.checkpoint_name(
+                identity.parse(row["run_id"]).run)))
+            row["details"] = json.dumps(details, sort_keys=True)
+    return out
 
 
 def load_all(folder: Path | str = RESULTS_DIR) -> tuple[pd.DataFrame, list[str]]:

@@ -3,11 +3,13 @@ results row (measured complexity, accuracy, provenance), and save or load the
 checkpoint that goes with it. The CLI, the methods' drivers and the sweep use it."""
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -32,11 +34,12 @@ def command_line() -> str:
 
 
 def result_row(model: nn.Module, arch: str, data: DataSplits, *, run_id: str, method: str,
-               device: torch.device | str, seed: int, epochs: int, seconds: float,
+               device: torch.device | str, seed: int, epochs: int, seconds: float, precision: str,
                recipe: dict[str, Any] | None = None, command: str | None = None,
                **extra: Any) -> dict[str, Any]:
     """A complete results row for `model`: test and validation accuracy measured
-    now, complexity profiled now, provenance from git and the clock."""
+    now, complexity profiled now, provenance from git, the CPU and the clock."""
+    from elastic.precision import cpu_name
     from elastic.results import provenance
 
     row = {
@@ -45,7 +48,8 @@ def result_row(model: nn.Module, arch: str, data: DataSplits, *, run_id: str, me
         "val_acc": evaluate(model, data.val, data.spec, device=device),
         **complexity_columns(model, data.spec.input_size),
         "config": arch_config(model, arch, data.num_classes), "recipe": recipe or {},
-        "epochs": epochs, "seed": seed, "device": str(torch.device(device)),
+        "epochs": epochs, "seed": seed, "device": str(torch.device(device)), "precision": precision,
+        "cpu": cpu_name(),
         "seconds": round(seconds, 1), "command": command or command_line(),
         "data_source": data.source, **provenance(),
     }
@@ -54,14 +58,16 @@ def result_row(model: nn.Module, arch: str, data: DataSplits, *, run_id: str, me
 
 
 def checkpoint_path(run_id: str) -> Path:
-    return cache_dir() / "checkpoints" / (run_id.replace("/", "__") + ".pt")
+    from elastic.identity import checkpoint_name
+    return cache_dir() / "checkpoints" / checkpoint_name(run_id)
 
 
 def save_model(path: Path | str, model: nn.Module, arch: str, num_classes: int,
-               dataset: str, **meta: Any) -> None:
+               dataset: str, *, run_id: str = "", **meta: Any) -> None:
     """A checkpoint that says what it is: architecture, config and class count
-    travel with the weights, so loading can check them."""
-    save_checkpoint(path, {"arch": arch, "num_classes": num_classes, "dataset": dataset,
+    travel with the weights, so loading can check them; `run_id` names the row it
+    belongs to, and is what runs that start from it record."""
+    save_checkpoint(path, {"arch": arch, "num_classes": num_classes, "dataset": dataset, "run_id": run_id,
                            "config": arch_config(model, arch, num_classes),
                            "model": model.state_dict(), **meta})
 
@@ -107,9 +113,11 @@ def arch_for(dataset_family: str) -> list[str]:
 
 def find_baseline(dataset: str, arch: str, results: Path | None = None,
                   synthetic: bool = False) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint and row of the trained baseline for (dataset, arch): the one
-    with the most epochs whose checkpoint is on disk, looked up in the `results`
-    file (if given) and in cached_results/. A baseline trained on synthetic data
+    """The checkpoint and row of the trained baseline for (dataset, arch) whose
+    checkpoint is on disk, looked up in the `results` file (if given) and in
+    cached_results/: of those trained on the whole training split, the one with
+    the most epochs, then the best validation accuracy (a short test run on a
+    subset is never chosen over a full one). A baseline trained on synthetic data
     only serves runs on synthetic data, and the other way round. Methods that start
     from a trained network (block pruning, prune-and-grow, fine-tuning) use it."""
     from elastic.errors import ElasticError
@@ -121,7 +129,10 @@ def find_baseline(dataset: str, arch: str, results: Path | None = None,
     rows = [r for frame in frames for r in frame.to_dict("records")
             if r["dataset"] == dataset and r["arch"] == arch and r["method"] == "baseline"
             and (r["data_source"] == "synthetic") == synthetic]
-    for row in sorted(rows, key=lambda r: (r["epochs"], r["date"]), reverse=True):
+    def rank(row: dict[str, Any]) -> tuple:
+        subset = json.loads(row["recipe"] or "{}").get("train_subset", 0)
+        return (not subset, row["epochs"], -1.0 if pd.isna(row["val_acc"]) else float(row["val_acc"]))
+    for row in sorted(rows, key=rank, reverse=True):
         path = checkpoint_path(row["run_id"])
         if path.is_file():
             return path, row
@@ -137,3 +148,14 @@ def baseline_for(args) -> Path:
         return Path(args.baseline)
     from elastic.cli import results_path
     return find_baseline(args.dataset, args.arch, results_path(args), args.data == "synthetic")[0]
+
+
+def load_start(path: Path | str, arch: str, num_classes: int,
+               device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], str]:
+    """The network a method starts from, its checkpoint state, and the identity a
+    run records for it (elastic.identity.start_of). The state's `schedule` is the
+    baseline's (or "unrecorded" for a checkpoint from elsewhere)."""
+    from elastic.identity import start_of
+    model, state = load_model(path, arch=arch, num_classes=num_classes, device=device)
+    state.setdefault("schedule", "unrecorded")
+    return model, state, start_of(path, state)

@@ -12,15 +12,18 @@ wait for it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
+from elastic import identity
 from elastic.errors import ElasticError
 from elastic.registry import Registry
 
@@ -28,14 +31,48 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
+class Work:
+    """What a job trains, for its expected duration: `epochs` of the full
+    network's training (fine-tuning steps, candidate scans and smaller widths
+    counted in), at `scale` of its MACs."""
+    dataset: str
+    arch: str
+    batch: int
+    epochs: float
+    scale: float = 1.0
+    run: str = ""          # readable part of the run id of a single training (elastic.identity), whose
+                           # resume file, when a cut-off run left one, says how much is done
+
+
+@dataclass(frozen=True)
 class Job:
-    key: str                       # stable name, recorded in the ledger when finished
+    name: str                      # readable: dataset/arch/method[/mode/target]
     argv: tuple[str, ...]          # arguments of `python -m elastic`
-    after: tuple[str, ...] = ()    # keys of jobs that must finish first
+    after: tuple[str, ...] = ()    # names of jobs that must finish first
+    work: Work | None = None       # for the deadline; None: no estimate (always started)
+
+    @property
+    def key(self) -> str:
+        """Recorded in the ledger when the job finishes: the name and a digest of
+        every argument that changes a result (all but where rows are written), so
+        a job whose epochs, recipe or precision change runs again."""
+        return f"{self.name}@{_digest(self.argv)}"
 
     @property
     def command(self) -> str:
         return "python -m elastic " + " ".join(self.argv)
+
+
+def _digest(argv: tuple[str, ...]) -> str:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        else:
+            kept.append(arg)
+    return hashlib.sha1("\0".join(kept).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -58,35 +95,67 @@ GRIDS: Registry[Grid] = Registry("grid")
 
 TARGETS = (0.3, 0.5, 0.7)
 RESIDUAL = ("resnet20", "resnet56", "resnet50")
+# Removable blocks (all but the first of each stage), for a block job's expected work.
+REMOVABLE_BLOCKS = {"resnet20": 6, "resnet56": 24, "resnet50": 12}
+VAL_FRACTION = {"cifar10": 5000 / 45000, "cifar100": 5000 / 45000, "imagenette": 0.11}
+
+
+def _complexity_scale(mode: str, target: float) -> float:
+    """MACs kept, roughly, when `target` of the mode's metric is kept: FA keeps
+    `target` of the MACs; PA prunes the parameter-heavy late layers, which hold
+    fewer MACs (ResNet-20 PA 0.5 kept 0.74 of the MACs, about sqrt(0.5))."""
+    return math.sqrt(target) if mode == "PA" else target
 
 
 def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_epochs: int,
-                grow_epochs: int, batch: int, data: tuple[str, ...] = (), block_limit: tuple[str, ...] = (),
-                targets: Iterable[float] = TARGETS, modes: Iterable[str] = ("PA", "FA", "MA")) -> list[Job]:
+                grow_epochs: int, batch: int, joint_epochs: int | None = None, data: tuple[str, ...] = (),
+                block_limit: tuple[str, ...] = (), targets: Iterable[float] = TARGETS,
+                modes: Iterable[str] = ("PA", "FA", "MA")) -> list[Job]:
     """Every method of the product for one (dataset, arch)."""
     common = ("--arch", arch, "--dataset", dataset, "--batch-size", str(batch), *data,
               "--out", str(opts.results), *opts.extra)
+
+    source = "synthetic" if "synthetic" in data else "archive"
+
+    def work(epochs_: float, scale: float = 1.0, run: str = "") -> Work:
+        return Work(dataset, arch, batch, epochs_, scale, run)
+
+    def pruned(method: str, mode: str, target: float) -> str:
+        return identity.pruned_name(dataset, arch, method, mode=mode, target=target, round_to=1, step=None,
+                                    min_width=None, init="scratch", epochs=epochs, seed=0, data_source=source)
     base = f"{dataset}/{arch}/baseline"
-    jobs = [Job(base, ("train", *common, "--epochs", str(epochs)))]
+    base_run = identity.baseline_name(dataset, arch, epochs=epochs, seed=0, data_source=source)
+    jobs = [Job(base, ("train", *common, "--epochs", str(epochs)), work=work(epochs, run=base_run))]
     for target in targets:
         for mode in modes:
             jobs.append(Job(f"{dataset}/{arch}/complexity/{mode}/{target}",
                             ("prune", "--method", "complexity", "--mode", mode, "--target", str(target),
-                             "--epochs", str(epochs), *common)))
+                             "--epochs", str(epochs), *common),
+                            work=work(epochs, _complexity_scale(mode, target), pruned("complexity", mode, target))))
         jobs.append(Job(f"{dataset}/{arch}/uniform/{target}",
                         ("prune", "--method", "uniform", "--target", str(target),
-                         "--epochs", str(epochs), *common)))
+                         "--epochs", str(epochs), *common), work=work(epochs, target, pruned("uniform", "FA", target))))
     if arch in RESIDUAL:
+        blocks = REMOVABLE_BLOCKS.get(arch, 8)
+        steps = blocks // 2                                   # about half the blocks go for half the MACs
+        scans = sum(blocks - k for k in range(steps)) * VAL_FRACTION.get(dataset, 0.1) / 3
         for method in ("block", "block-l1"):
             jobs.append(Job(f"{dataset}/{arch}/{method}", (
                 "prune", "--method", method, "--target", "0.5", "--ft-epochs", str(ft_epochs),
-                *block_limit, *common), after=(base,)))
+                *block_limit, *common), after=(base,),
+                work=work(steps * ft_epochs * 0.75 + (scans if method == "block" else 0.0))))
     for joint in (False, True):
         name = "elastic-joint" if joint else "elastic"
+        length = (joint_epochs or grow_epochs) if joint else grow_epochs
+        core = max(1, length // 2)
+        grown = max(1, (length - core) // 3)
+        # prune-and-grow trains the core (width 0.512: 0.26 of the MACs), then each
+        # grown level (0.64, 0.8, 1: 2.05 together); joint training runs all four widths a step
+        effort = length * 2.3 if joint else core * 0.3 + grown * 2.1
         jobs.append(Job(f"{dataset}/{arch}/{name}", (
-            "grow", *common, "--epochs", str(grow_epochs), *(("--joint",) if joint else ())),
-            after=(base,)))
-    keep = [j for j in jobs if not opts.methods or j.key.split("/")[2] in opts.methods]
+            "grow", *common, "--epochs", str(length), *(("--joint",) if joint else ())),
+            after=(base,), work=work(effort)))
+    keep = [j for j in jobs if not opts.methods or j.name.split("/")[2] in opts.methods]
     return keep
 
 
@@ -110,17 +179,66 @@ def _imagenette(opts: GridOptions) -> list[Job]:
     return jobs
 
 
+def cpu_stage(name: str) -> str:
+    """The stage of the CPU grid a job belongs to ('a' first), or '' if it is not
+    in that grid: a. the CIFAR baselines; b. FA 0.5, uniform 0.5 and prune-and-grow;
+    c. ResNet-56 block pruning, direct and L1; d. the other targets, PA and MA at
+    0.5 and joint training; e. Imagenette ResNet-50; f. PA and MA at 0.3 and 0.7."""
+    dataset, arch, method, *rest = name.split("/")
+    if dataset == "imagenette":
+        return "e" if method in ("baseline", "block", "elastic") or rest in (["FA", "0.5"], ["0.5"]) else ""
+    if arch == "resnet20":   # its a-e rows are shipped
+        return "f" if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5" else ""
+    if method == "baseline":
+        return "a"
+    if method == "elastic" or rest in (["FA", "0.5"], ["0.5"]):
+        return "b"
+    if method in ("block", "block-l1"):
+        return "c" if arch == "resnet56" else ""
+    if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5":
+        return "f"
+    return "d" if method in ("complexity", "uniform", "elastic-joint") else ""
+
+
+DATASET_FILES = ("cifar10", "imagenette")
+
+
+def _cpu(opts: GridOptions) -> list[Job]:
+    """The 12-epoch CIFAR-10 recipe of the shipped ResNet-20 rows (batch 256, lr
+    0.2, seed 0; block pruning 1 fine-tuning epoch a step; prune-and-grow 4 epochs,
+    joint 1) for ResNet-56, AlexNet and VGG-16, ResNet-50 on Imagenette at 16
+    epochs (batch 128), in the order of `cpu_stage`, cheapest architecture first
+    within a stage, so that a partial run is already useful. Rows go to
+    cifar10.csv and imagenette.csv beside the grid's results file, which names
+    the ledger (cpu.sweep.jsonl by default)."""
+    epochs = opts.epochs or 12
+    order = ("resnet56", "alexnet", "vgg16", "resnet20")
+    cifar, imagenette = (replace(opts, results=opts.results.with_name(f"{name}.csv")) for name in DATASET_FILES)
+    jobs = []
+    for arch in order:
+        if not opts.archs or arch in opts.archs:
+            jobs += method_jobs("cifar10", arch, epochs, cifar, ft_epochs=1, grow_epochs=4, joint_epochs=1,
+                                batch=256)
+    if not opts.archs or "resnet50" in opts.archs:
+        jobs += method_jobs("imagenette", "resnet50", opts.epochs or 16, imagenette, ft_epochs=1, grow_epochs=4,
+                            batch=128, modes=("FA",), targets=(0.5,))
+    staged = [j for j in jobs if cpu_stage(j.name)]
+    return sorted(staged, key=lambda j: cpu_stage(j.name))    # stable: architecture order within a stage
+
+
 def _smoke(opts: GridOptions) -> list[Job]:
     """Tiny and synthetic: every method once on ResNet-20, in seconds."""
     jobs = method_jobs("cifar10", "resnet20", opts.epochs or 1, opts, ft_epochs=1, grow_epochs=1,
                        batch=64, data=("--data", "synthetic"), block_limit=("--max-blocks", "1"),
                        targets=(0.5,), modes=("FA",))
-    return [j for j in jobs if not j.key.endswith("elastic-joint")]
+    return [Job(j.name, j.argv, j.after) for j in jobs if not j.name.endswith("elastic-joint")]   # no estimate
 
 
 GRIDS.add("smoke", Grid("smoke", "ResNet-20 on synthetic data, every method once (seconds)", _smoke))
 GRIDS.add("cifar10", Grid("cifar10", "CIFAR-10: ResNet-20/56, VGG-16, AlexNet x every method", _cifar10))
 GRIDS.add("imagenette", Grid("imagenette", "Imagenette: ResNet-50, VGG-16-BN x every method", _imagenette))
+GRIDS.add("cpu", Grid("cpu", "the CPU grid: 12-epoch CIFAR-10 ResNet-56 / AlexNet / VGG-16 and 16-epoch "
+                             "Imagenette ResNet-50, most useful rows first", _cpu))
 
 
 # ---- the ledger of finished jobs ---------------------------------------------------
@@ -142,10 +260,16 @@ def finished(results: Path) -> set[str]:
     return keys
 
 
-def mark_finished(results: Path, job: Job, seconds: float) -> None:
-    """Append one line; O_APPEND writes of one short line are atomic on Linux."""
-    line = json.dumps({"key": job.key, "command": job.command, "seconds": round(seconds, 1),
-                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n"
+def mark_finished(results: Path, job: Job, seconds: float, estimate: float | None = None,
+                  factor: float | None = None) -> None:
+    """Append one line; O_APPEND writes of one short line are atomic on Linux.
+    `estimate` is the seconds the job was expected to take, with the Estimator's
+    `factor` in it."""
+    record = {"key": job.key, "command": job.command, "seconds": round(seconds, 1),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if estimate:
+        record.update(estimate=round(estimate, 1), factor=factor)
+    line = json.dumps(record) + "\n"
     fd = os.open(ledger_path(results), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
@@ -195,50 +319,150 @@ def _tail(output: str) -> str:
 
 
 def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: str | None = None,
-              stop_after: float | None = None,
+              stop_after: float | None = None, estimate: Callable[[Job], float] | None = None,
+              clock: Callable[[], float] = time.perf_counter,
               on_event: Callable[[str, Job, SweepReport], None] | None = None) -> SweepReport:
     """Run the jobs not yet in the ledger, respecting `after`, `workers` at a time
-    (or on Ray). A job whose prerequisite failed is not started. After
-    `stop_after` seconds no job is started; those running finish, and the rest
-    are left for the next run (for time-boxed machines)."""
+    (or on Ray). A job whose prerequisite failed is not started.
+
+    stop_after: seconds from now after which no job is started; those running
+    finish and the rest are left for the next run (for time-boxed machines). With
+    `estimate` (job -> expected seconds), a job starts only if it is expected to
+    end within that time; a later, shorter job may start in its place."""
     report = SweepReport()
-    started = time.perf_counter()
+    started = clock()
     done = finished(results)
     pending = []
     for job in jobs:
         (report.skipped if job.key in done else pending).append(job.key if job.key in done else job)
-    keys = {j.key for j in jobs}
+    by_name = {j.name: j for j in jobs}
     submit, wait = (_ray_pool(ray_address) if ray_address else _local_pool(workers))
-    running: dict[object, tuple[Job, float]] = {}
+    running: dict[object, tuple[Job, float, float]] = {}
     while pending or running:
-        if stop_after is not None and time.perf_counter() - started >= stop_after:
+        left = None if stop_after is None else stop_after - (clock() - started)
+        if left is not None and left <= 0:
             report.not_started += [job.key for job in pending]
             pending = []
         for job in list(pending):
-            blocked = [k for k in job.after if k in keys and k not in done]
+            prereqs = [by_name[n] for n in job.after if n in by_name]
+            blocked = [p.key for p in prereqs if p.key not in done]
             if any(k in report.failed for k in blocked):
                 pending.remove(job)
                 report.failed[job.key] = f"not started: {blocked[0]} failed"
                 continue
-            if not blocked and len(running) < max(workers, 1):
-                pending.remove(job)
-                running[submit(job)] = (job, time.perf_counter())
-                if on_event:
-                    on_event("start", job, report)
+            if blocked or len(running) >= max(workers, 1):
+                continue
+            expected = estimate(job) if estimate is not None and job.work is not None else 0.0
+            if left is not None and expected > left:
+                continue                                   # would not end in time: try the next one
+            pending.remove(job)
+            running[submit(job)] = (job, clock(), expected)
+            if on_event:
+                on_event("start", job, report)
         if not running:
+            report.not_started += [job.key for job in pending]
             break
         handle, code, tail = wait(list(running))
-        job, t0 = running.pop(handle)
+        job, t0, expected = running.pop(handle)
         if code == 0:
-            mark_finished(results, job, time.perf_counter() - t0)
+            mark_finished(results, job, clock() - t0, expected, getattr(estimate, "factor", None))
             done.add(job.key)
             report.ran.append(job.key)
         else:
             report.failed[job.key] = tail
         if on_event:
             on_event("done" if code == 0 else "failed", job, report)
-    report.seconds = time.perf_counter() - started
+    report.seconds = clock() - started
     return report
+
+
+class Estimator:
+    """Expected seconds of a job on this machine: its work (`Work`) times the
+    step time of its architecture, measured here by a probe (a few training steps
+    on random images, in the precision the jobs use), times a factor learnt from
+    the jobs this ledger has seen finish (their seconds over their estimate; 1.5
+    before any has: data, augmentation and evaluation on top of the pure step)."""
+
+    def __init__(self, precision: str, ledger: Path | None = None,
+                 step_seconds: Callable[[Work, str], float] | None = None):
+        self.precision = precision
+        self.measure = step_seconds or probe_step_seconds
+        self.steps: dict[tuple, float] = {}
+        self.factor = 1.5
+        ratios = []
+        if ledger is not None and ledger.is_file():
+            for line in ledger.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                    if record.get("estimate") and record.get("factor"):
+                        ratios.append(record["seconds"] / record["estimate"] * record["factor"])
+                except (ValueError, KeyError, TypeError, ZeroDivisionError):
+                    continue
+        if ratios:
+            self.factor = max(ratios[-5:])          # the worst of the recent ones: a deadline is a promise
+
+    def __call__(self, job: Job) -> float:
+        from elastic.data import DATASETS
+        work = job.work
+        key = (work.dataset, work.arch, work.batch)
+        if key not in self.steps:
+            self.steps[key] = self.measure(work, self.precision)
+        spec = DATASETS.get(work.dataset)
+        train_images = {"cifar": 45000, "imagenette": 8522}[spec.family]
+        steps = work.epochs * (1.0 - self.done(work)) * train_images / work.batch
+        # Small widths do not speed up in proportion to their MACs (CPU efficiency is about 0.5).
+        return 60.0 + steps * self.steps[key] * (0.25 + 0.75 * work.scale) * self.factor
+
+    def done(self, work: Work) -> float:
+        """The fraction of a single training that a cut-off run of it has done:
+        the furthest epoch among its resume files in the cache with the job's
+        batch size, epochs and precision."""
+        if not work.run:
+            return 0.0
+        import torch
+
+        from elastic.data import cache_dir
+        from elastic.identity import checkpoint_name
+        stem = checkpoint_name(f"{work.run}/{self.precision}").removesuffix(".pt")
+        best = 0
+        for path in (cache_dir() / "checkpoints").glob(f"{stem}-*.resume.pt"):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                recipe = state["recipe"]
+                if recipe["batch_size"] == work.batch and recipe["epochs"] == work.epochs:
+                    best = max(best, int(state["epoch"]))
+            except Exception:  # an unreadable file says nothing about progress
+                continue
+        return min(best / work.epochs, 1.0)
+
+
+def probe_step_seconds(work: Work, precision: str, steps: int = 3) -> float:
+    """Median of `steps` training steps (after one to warm up) of the full
+    architecture on random images of the dataset's size."""
+    import torch
+    from torch import nn
+
+    from elastic.data import DATASETS
+    from elastic.models import build_model
+    from elastic.precision import autocast
+    spec = DATASETS.get(work.dataset)
+    torch.manual_seed(0)
+    model = build_model(work.arch, spec.num_classes).train()
+    x = torch.randn(work.batch, 3, spec.input_size, spec.input_size)
+    y = torch.randint(0, spec.num_classes, (work.batch,))
+    if precision == "bf16":
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        with autocast("cpu", precision):
+            loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times[1:])[len(times[1:]) // 2]
 
 
 def _local_pool(workers: int):

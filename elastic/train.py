@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from elastic.atomic import replace_atomically
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, Diverged
+from elastic.precision import autocast
 
 SYNC_EVERY = 20  # on CUDA, steps between reads of the loss (each read waits for the GPU)
 
@@ -37,8 +38,8 @@ class Recipe:
     label_smoothing: float = 0.1
     warmup: float = 0.25             # fraction of steps spent rising to the peak
     schedule: str = "onecycle"       # "onecycle", "cosine" or "constant"
-    amp: bool = True                 # bfloat16 autocast, on CUDA only
-    channels_last: bool = True       # on CUDA only
+    precision: str = "fp32"          # "fp32" or "bf16" (autocast); elastic.precision.resolve picks one
+    channels_last: bool = True       # memory layout on CUDA and under bf16
     train_subset: int = 0            # >0: train on a fixed subset of this many images
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,8 +127,11 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
+    if recipe.precision not in ("fp32", "bf16"):
+        raise ValueError(f"recipe precision {recipe.precision!r}: resolve it first (elastic.precision.resolve)")
+    channels_last = recipe.channels_last and (cuda or recipe.precision == "bf16")
     model.to(device)
-    if cuda and recipe.channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     if recipe.train_subset:
         train_set = train_set.head(recipe.train_subset, seed)
@@ -148,6 +152,7 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, device)
+        check_resume(checkpoint, state, model, recipe)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -165,9 +170,9 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             x = normalize(augment(images[idx], spec, gen), spec)[rank::world]
             idx = idx[rank::world]
-            if cuda and recipe.channels_last:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and recipe.amp):
+            with autocast(device.type, recipe.precision):
                 loss = loss_fn(net, x, labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -193,11 +198,35 @@ def train(model: nn.Module, train_set: ImageSet, spec: DatasetSpec, recipe: Reci
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                         "history": result.history,
+                                         "history": result.history, "recipe": recipe.to_dict(),
                                          "seconds": time.perf_counter() - started})
     result.seconds = time.perf_counter() - started
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+def check_resume(path: Path | str, state: dict[str, Any], model: nn.Module, recipe: Recipe) -> None:
+    """Refuse, in one line, a resume file that is not one, or whose recipe or
+    network differs from this run's: resuming it would mix two trainings."""
+    missing = [k for k in ("model", "optimizer", "scheduler", "epoch") if k not in state]
+    if missing:
+        kind = "a model checkpoint" if "model" in state else "not a training resume file"
+        raise BadCheckpoint(f"{path} is {kind} (it has no {', '.join(missing)}); --checkpoint takes the "
+                            f"resume file a training writes, or a path that does not exist yet")
+    saved = state.get("recipe")
+    if not isinstance(saved, dict):
+        raise BadCheckpoint(f"{path} does not record its recipe (written by an older version); delete it "
+                            f"to start this training afresh")
+    diff = [f"{k} {saved.get(k)!r} there, {v!r} here" for k, v in recipe.to_dict().items() if saved.get(k) != v]
+    if diff:
+        raise BadCheckpoint(f"{path} was written by another recipe ({'; '.join(diff)}); delete it or rerun "
+                            f"with the same options")
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, Tensor)}
+    if ours != theirs:
+        differ = sorted(set(ours) ^ set(theirs)) or [k for k in ours if ours[k] != theirs.get(k)]
+        raise BadCheckpoint(f"{path} holds another network ({len(differ)} tensors differ, e.g. {differ[0]}); "
+                            f"delete it or rerun with the architecture it was written for")
 
 
 def _finite(loss: float, epoch: int) -> float:
@@ -245,7 +274,7 @@ def predict(model: nn.Module | Callable[[Tensor], Tensor], data: ImageSet, spec:
     try:
         for start in range(0, len(data), batch_size):
             x = normalize(data.images[start:start + batch_size].to(device), spec)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast(device.type, "bf16" if device.type == "cuda" else "fp32"):
                 out.append(model(x).argmax(1).cpu())
     finally:
         if was_training:

@@ -22,8 +22,13 @@ for problem in explore.query_problems(st.query_params.to_dict(), explore.dataset
     st.warning(problem)
 with st.sidebar:
     dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
-    arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=True)
-    here = explore.select(frame, dataset=dataset, arch=arch)
+    schedule = widgets.pick_one(
+        "Training schedule", explore.schedules(frame, dataset), choice.schedule or None, key="pick.schedule",
+        help="Rows of one schedule at a time: a network trained for 12 epochs is never on one front with one "
+             "trained for 60. Pruned networks that start from a baseline belong to their baseline's schedule.")
+    scheduled = explore.select(frame, dataset=dataset, schedule=schedule)
+    arch = widgets.pick_arch(explore.archs(scheduled, dataset), choice.arch, allow_all=True)
+    here = explore.select(scheduled, dataset=dataset, arch=arch)
     present = [m for m in explore.METHODS.names() if m in set(here["method"])]
     methods = widgets.pick_many("Methods", present, choice.methods, key="pick.methods",
                                 format_func=explore.method_label)
@@ -33,8 +38,8 @@ with st.sidebar:
                                   help="PA: parameter-aware, FA: FLOPs-aware, MA: memory-aware.")
 rows = explore.select(here, dataset=dataset, methods=methods, modes=modes)
 
-state.remember(choice.update(dataset=dataset, arch=arch, methods=None if list(methods) == present else methods,
-                             modes=modes))
+state.remember(choice.update(dataset=dataset, schedule=schedule, arch=arch,
+                             methods=None if list(methods) == present else methods, modes=modes))
 
 
 @st.fragment
@@ -55,7 +60,8 @@ def budget_view(rows: pd.DataFrame) -> None:
                                        where=middle)
     state.remember(choice.update(metric=metric.key, budget=budget, device=device.key if device else "",
                                  precision=precision),
-                   share=("dataset", "arch", "methods", "modes", "metric", "budget", "device", "precision"))
+                   share=("dataset", "schedule", "arch", "methods", "modes", "metric", "budget", "device",
+                          "precision"))
     if device:
         cards.device_sources(device)
 
@@ -78,7 +84,7 @@ def budget_view(rows: pd.DataFrame) -> None:
 
 budget_view(rows)
 
-missing = explore.missing_methods(frame, dataset=dataset, arch=arch)
+missing = explore.missing_methods(scheduled, dataset=dataset, arch=arch)
 if missing:
     where = f"{'any architecture' if arch == explore.ALL_ARCHS else arch} on {dataset}"
     st.info(f"**Not yet run** for {where}: " + ", ".join(explore.method_label(m) for m in missing)

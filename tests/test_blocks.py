@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from elastic import cli
+from elastic import cli, identity
 from elastic.methods import blocks
 from elastic.methods.blocks import (block_scan, budget_check, candidate_blocks, l1_scores, measured_choice,
                                     proxy_choice, proxy_order, prune_blocks, remove)
@@ -219,7 +219,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch) -> None:
     rows = read_results(out).sort_values("level").to_dict("records")
     assert [r["level"] for r in rows] == ["0", "1", "2"]
     prefix = "cifar10/resnet20/block/t0.5/ft1/s0/synthetic"
-    assert [r["run_id"] for r in rows] == [f"{prefix}/step{k}" for k in range(3)]
+    assert [identity.untagged(r["run_id"]) for r in rows] == [f"{prefix}/step{k}" for k in range(3)]
     details = [json.loads(r["details"]) for r in rows]
     assert details[1]["removed"] == [details[1]["removed_now"]]
     assert details[2]["removed"] == details[1]["removed"] + [details[2]["removed_now"]]

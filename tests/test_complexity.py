@@ -11,6 +11,7 @@ from functools import lru_cache
 import pytest
 import torch
 
+from elastic import identity
 from elastic.cli import main
 from elastic.errors import BadBudget, UnknownName
 from elastic.methods.complexity import MODES, PrunePlan, _structure, build, plan, uniform_plan
@@ -221,7 +222,8 @@ def test_cli_trains_and_writes_a_row(tmp_path, monkeypatch: pytest.MonkeyPatch) 
     save_model(baseline, build_model("resnet20", 10), "resnet20", 10, "cifar10")
     assert main(["prune", "--method", "uniform", "--init", "finetune", "--baseline", str(baseline), *common]) == 0
 
-    rows = read_results(out).set_index("run_id")
+    frame = read_results(out)
+    rows = frame.set_index(frame["run_id"].map(identity.untagged))
     row = rows.loc["cifar10/resnet20/complexity/FA/t0.5/r1/scratch/e1/s0/synthetic"]
     assert (row["method"], row["mode"], row["target"], row["epochs"]) == ("complexity", "FA", 0.5, 1)
     details = json.loads(row["details"])
@@ -231,7 +233,7 @@ def test_cli_trains_and_writes_a_row(tmp_path, monkeypatch: pytest.MonkeyPatch) 
     assert abs(details["achieved"]["macs"] - p.achieved["macs"]) < 1e-6
     assert (row["macs"], row["params"]) == (p.macs, p.params)
     assert json.loads(row["config"]) == json.loads(json.dumps(p.config))
-    model, _ = load_model(checkpoint_path(row.name), arch="resnet20", num_classes=10)
+    model, _ = load_model(checkpoint_path(row["run_id"]), arch="resnet20", num_classes=10)
     assert sum(t.numel() for t in model.parameters()) == p.params
 
     tuned = rows.loc["cifar10/resnet20/uniform/FA/t0.5/r1/finetune/e1/s0/synthetic"]

@@ -23,7 +23,8 @@ def make_rows(*rows: dict) -> pd.DataFrame:
     defaults = dict(dataset="cifar10", arch="resnet20", method="complexity", mode="", target=None, level="",
                     test_acc=90.0, params=270_000, macs=40_000_000, weight_bytes=1_080_000,
                     peak_act_bytes=65_536, peak_mem_fp32=1_200_000, peak_mem_int8=300_000, latency_ms=None,
-                    config="{}", epochs=12, seed=0, device="cpu", commit="abc", date="2026-01-01T00:00:00Z",
+                    config="{}", epochs=12, seed=0, device="cpu", precision="fp32", cpu="test CPU", commit="abc",
+                    date="2026-01-01T00:00:00Z",
                     seconds=1.0, command="python -m elastic ...", label="", data_source="archive:/x")
     full = [{**defaults, "run_id": f"r{i}", **row} for i, row in enumerate(rows)]
     return explore.prepare(pd.DataFrame(full, columns=COLUMN_NAMES))
@@ -293,3 +294,16 @@ def test_claims_cite_a_source_and_name_registered_methods():
             assert isinstance(number["value"], (int, float)) and number["what"]
     raw = json.loads(explore.CLAIMS_FILE.read_text())
     assert "not" in raw["about"] or "never" in raw["about"]
+
+
+def test_one_schedule_at_a_time_the_widest_first():
+    rows = make_rows(
+        dict(arch="resnet20", schedule="12 epochs", test_acc=84.0), dict(arch="resnet56", schedule="12 epochs"),
+        dict(arch="resnet20", schedule="60 epochs", test_acc=91.0), dict(arch="resnet20", schedule="60 epochs"),
+        dict(arch="resnet20", schedule=""))
+    # 12 epochs covers two architectures; 60 epochs has more rows but one architecture
+    assert explore.schedules(rows, "cifar10") == ["12 epochs", "60 epochs", explore.UNRECORDED]
+    short = explore.select(rows, dataset="cifar10", schedule="12 epochs")
+    assert set(short["arch"]) == {"resnet20", "resnet56"} and len(short) == 2
+    assert len(explore.select(rows, dataset="cifar10", schedule=explore.UNRECORDED)) == 1
+    assert len(explore.select(rows, dataset="cifar10")) == 5

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from elastic import cli
+from elastic import cli, identity
 from elastic.data import load_dataset
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.methods.grow import (DEFAULT_LEVELS, ElasticNet, LevelView, build_elastic, channel_structure,
@@ -315,7 +315,7 @@ def test_cli_grow_writes_one_row_per_level(baseline_file, tmp_path, capsys) -> N
     rows = read_results(out)
     assert list(rows["level"]) == ["0", "1", "2", "3"] and set(rows["method"]) == {"elastic"}
     # --epochs 2: one epoch for the core, one for each grown level.
-    assert list(rows["run_id"]) == [f"cifar10/resnet20/elastic/c1g1/s0/synthetic/level{k}" for k in range(4)]
+    assert list(rows["run_id"].map(identity.untagged)) == [f"cifar10/resnet20/elastic/c1g1/s0/synthetic/level{k}" for k in range(4)]
     assert list(rows["epochs"]) == [1, 2, 3, 4] and set(rows["label"]) == {"test"}
     assert list(rows["macs"]) == sorted(set(rows["macs"])) and rows["acc_before_ft"].notna().all()
     checkpoint = None
@@ -345,11 +345,11 @@ def test_cli_joint_run_ships_its_checkpoint(baseline_file, tmp_path, monkeypatch
     assert code == 0, capsys.readouterr().err
     rows = read_results(out)
     assert list(rows["method"]) == ["elastic-joint"] * 2 and list(rows["level"]) == ["0", "1"]
-    assert list(rows["run_id"]) == [f"cifar10/resnet20/elastic-joint/e1/s0/levels0.5-1/synthetic/level{k}"
-                                    for k in range(2)]
+    assert list(rows["run_id"].map(identity.untagged)) == [
+        f"cifar10/resnet20/elastic-joint/e1/s0/levels0.5-1/synthetic/level{k}" for k in range(2)]
     details = [json.loads(d) for d in rows["details"]]
     assert [d["width"] for d in details] == [0.5, 1.0]
-    shipped = tmp_path / "shipped" / "checkpoints" / "cifar10__resnet20__elastic-joint__e1__s0__levels0.5-1__synthetic.pt"
+    shipped = tmp_path / "shipped" / "checkpoints" / identity.checkpoint_name(identity.parse(rows["run_id"][0]).run)
     assert details[0]["checkpoint"] == str(shipped) and load_elastic(shipped).meta["method"] == "elastic-joint"
 
 

@@ -29,7 +29,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from elastic import cli, explore
+from elastic import cli, explore, identity
 from elastic.checks import MAX_UPLOAD_BYTES, check_upload, display_name
 from elastic.explore import query_problems
 from elastic.data import DATASETS, load_dataset
@@ -726,25 +726,30 @@ def test_a_killed_training_resumes_from_its_last_epoch(tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "results.csv"
     argv = ["train", "--arch", "resnet20", "--data", "synthetic", "--epochs", "3", "--batch-size", "32",
             "--train-subset", "64", "--out", str(out)]
-    resume = cache / "checkpoints" / "cifar10__resnet20__baseline__e3__s0__synthetic.resume.pt"
+    folder = cache / "checkpoints"
+
+    def resume_files():
+        return list(folder.glob("cifar10__resnet20__baseline__e3__s0__synthetic__fp32-*.resume.pt"))
     env = {**os.environ, "ELASTIC_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "elastic", *argv], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not resume.is_file() and proc.poll() is None and time.monotonic() < deadline:
+    while not resume_files() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert resume.is_file(), "no epoch checkpoint was written before the kill"
+    assert resume_files(), "no epoch checkpoint was written before the kill"
+    resume = resume_files()[0]
     epoch = torch.load(resume, weights_only=True)["epoch"]
     assert 1 <= epoch < 3 and not out.exists()
     rerun = run_cli(*argv, cache=cache)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"resumed from epoch {epoch} of 3" in rerun.stdout
     frame = read_results(out)
-    assert list(frame["run_id"]) == ["cifar10/resnet20/baseline/e3/s0/synthetic"] and frame["epochs"][0] == 3
+    assert list(frame["run_id"].map(identity.untagged)) == ["cifar10/resnet20/baseline/e3/s0/synthetic"]
+    assert frame["epochs"][0] == 3
     assert not resume.exists()                             # finished: the next run starts afresh
-    _, state = load_model(cache / "checkpoints" / "cifar10__resnet20__baseline__e3__s0__synthetic.pt")
+    _, state = load_model(folder / identity.checkpoint_name(frame["run_id"][0]))
     assert state["arch"] == "resnet20"
 
 
@@ -761,7 +766,8 @@ while True:
 """
 ROW = {"dataset": "cifar10", "arch": "resnet20", "method": "baseline", "test_acc": 50.0, "params": 1, "macs": 2,
        "weight_bytes": 4, "peak_act_bytes": 4, "peak_mem_fp32": 8, "peak_mem_int8": 2, "config": {},
-       "epochs": 1, "seed": 0, "device": "cpu", "commit": "abc", "date": "2026-01-01T00:00:00Z", "seconds": 1.0,
+       "epochs": 1, "seed": 0, "device": "cpu", "precision": "fp32", "cpu": "test CPU", "commit": "abc",
+            "date": "2026-01-01T00:00:00Z", "seconds": 1.0,
        "command": "python -m elastic train", "label": "a long label " * 40, "data_source": "synthetic"}
 
 

@@ -11,7 +11,8 @@ def row(run_id="cifar10/resnet20/baseline/e1/s0", **over):
             "test_acc": 80.5, "val_acc": 81.0, "params": 272474, "macs": 40813184,
             "weight_bytes": 1089896, "peak_act_bytes": 196608, "peak_mem_fp32": 1286504,
             "peak_mem_int8": 321626, "config": {"removed_blocks": [], "shapes": {}},
-            "epochs": 1, "seed": 0, "device": "cpu", "commit": "abc", "date": "2026-11-22T00:00:00Z",
+            "epochs": 1, "seed": 0, "device": "cpu", "precision": "fp32", "cpu": "test CPU", "commit": "abc",
+            "date": "2026-11-22T00:00:00Z",
             "seconds": 1.0, "command": "python -m elastic train"}
     base.update(over)
     return base

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,16 +24,16 @@ def smoke_jobs(out: Path):
 
 def test_grids_cover_every_method_and_architecture(tmp_path):
     jobs = GRIDS.get("cifar10").make(GridOptions(tmp_path / "r.csv"))
-    keys = {j.key for j in jobs}
+    keys = {j.name for j in jobs}
     for arch in ("resnet20", "resnet56", "vgg16", "alexnet"):
         assert f"cifar10/{arch}/baseline" in keys
         assert f"cifar10/{arch}/elastic" in keys and f"cifar10/{arch}/elastic-joint" in keys
         for mode in ("PA", "FA", "MA"):
             assert {f"cifar10/{arch}/complexity/{mode}/{t}" for t in (0.3, 0.5, 0.7)} <= keys
     assert "cifar10/resnet56/block" in keys and "cifar10/vgg16/block" not in keys
-    image_keys = {j.key for j in GRIDS.get("imagenette").make(GridOptions(tmp_path / "i.csv"))}
+    image_keys = {j.name for j in GRIDS.get("imagenette").make(GridOptions(tmp_path / "i.csv"))}
     assert "imagenette/resnet50/block-l1" in image_keys
-    block = next(j for j in jobs if j.key == "cifar10/resnet20/block")
+    block = next(j for j in jobs if j.name == "cifar10/resnet20/block")
     assert block.after == ("cifar10/resnet20/baseline",)
 
 
@@ -87,11 +88,11 @@ def test_stop_after_lets_running_jobs_finish_and_leaves_the_rest(tmp_path):
 
 def test_failed_prerequisite_stops_its_dependants(tmp_path):
     out = tmp_path / "r.csv"
-    jobs = [j for j in smoke_jobs(out) if j.key.split("/")[2] in ("baseline", "block")]
-    broken = [jobs[0].__class__(jobs[0].key, ("train", "--arch", "resnet20", "--dataset", "cifar100",
+    jobs = [j for j in smoke_jobs(out) if j.name.split("/")[2] in ("baseline", "block")]
+    broken = [jobs[0].__class__(jobs[0].name, ("train", "--arch", "resnet20", "--dataset", "cifar100",
                                               "--data-dir", str(tmp_path / "none"), "--data", "archive"))]
     report = run_sweep(broken + jobs[1:], out)
-    assert set(report.failed) == {j.key for j in jobs}
+    assert set(report.failed) == {broken[0].key, *(j.key for j in jobs[1:])}
     assert "not started" in report.failed[jobs[1].key]
 
 
@@ -100,10 +101,97 @@ def test_ray_path_runs_the_smoke_grid(tmp_path):
     import ray
 
     out = tmp_path / "smoke.csv"
-    jobs = [j for j in smoke_jobs(out) if j.key.split("/")[2] in ("baseline", "complexity", "uniform")]
+    jobs = [j for j in smoke_jobs(out) if j.name.split("/")[2] in ("baseline", "complexity", "uniform")]
     try:
         report = run_sweep(jobs, out, workers=2, ray_address="local")
     finally:
         ray.shutdown()
     assert not report.failed, report.failed
     assert sorted(read_results(out)["method"]) == ["baseline", "complexity", "uniform"]
+
+
+def test_the_ledger_runs_a_job_again_when_its_epochs_change(tmp_path):
+    out = tmp_path / "smoke.csv"
+    one = [j for j in GRIDS.get("smoke").make(GridOptions(out, epochs=1)) if j.name.endswith("/baseline")]
+    two = [j for j in GRIDS.get("smoke").make(GridOptions(out, epochs=2)) if j.name.endswith("/baseline")]
+    assert one[0].name == two[0].name and one[0].key != two[0].key
+    assert run_sweep(one, out).ran == [one[0].key]
+    again = run_sweep(two, out)                      # the 1-epoch run does not stand in for the 2-epoch one
+    assert again.ran == [two[0].key] and not again.skipped
+    assert len(read_results(out)) == 2               # two runs, two rows
+    assert run_sweep(one, out).skipped == [one[0].key]
+
+
+class FakeClock:
+    """Seconds that pass only when a job ends, by the job's expected duration."""
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_deadline_starts_only_jobs_expected_to_fit(tmp_path):
+    from elastic.sweep import Job, Work
+
+    out = tmp_path / "r.csv"
+    work = Work("cifar10", "resnet20", 256, 1.0)
+    quick = ("profile", "--arch", "resnet20")        # a real job that takes about a second
+    jobs = [Job("a", quick, work=work), Job("long", (*quick, "--dataset", "cifar100"), work=work),
+            Job("c", (*quick, "--dataset", "cifar10"), work=work), Job("after-long", quick, after=("long",))]
+    expected = {"a": 50.0, "long": 500.0, "c": 30.0}
+    clock = FakeClock()
+
+    def on_event(kind, job, report):
+        if kind == "done":
+            clock.now += expected[job.name]
+
+    report = run_sweep(jobs, out, stop_after=200, estimate=lambda job: expected[job.name], clock=clock,
+                       on_event=on_event)
+    # a (50 s) fits; long (500 s) does not fit in the 150 s left; c (30 s) does; nothing waits on long
+    assert report.ran == [jobs[0].key, jobs[2].key]
+    assert report.not_started == [jobs[1].key, jobs[3].key] and not report.failed
+    records = [json.loads(line) for line in out.with_name("r.sweep.jsonl").read_text().splitlines()]
+    assert [r["estimate"] for r in records] == [50.0, 30.0]
+
+
+def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
+    import torch
+
+    from elastic import identity
+    from elastic.sweep import Estimator, Work
+
+    monkeypatch.setenv("ELASTIC_CACHE", str(tmp_path))
+    run = identity.baseline_name("cifar10", "resnet20", epochs=10, seed=0, data_source="archive")
+    work = Work("cifar10", "resnet20", 250, 10, run=run)
+    estimate = Estimator("fp32", step_seconds=lambda w, p: 0.1)   # 180 steps an epoch, 0.1 s a step
+    job = SimpleNamespace(work=work)
+    assert estimate(job) == pytest.approx(60 + 10 * 180 * 0.1 * 1.5)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"epoch": 6, "recipe": {"batch_size": 250, "epochs": 10}},
+               folder / identity.checkpoint_name(f"{run}/fp32-0123abcd").replace(".pt", ".resume.pt"))
+    assert estimate(job) == pytest.approx(60 + 4 * 180 * 0.1 * 1.5)
+    torch.save({"epoch": 9, "recipe": {"batch_size": 128, "epochs": 10}},    # another batch size: not this job
+               folder / identity.checkpoint_name(f"{run}/fp32-ffffffff").replace(".pt", ".resume.pt"))
+    assert estimate(job) == pytest.approx(60 + 4 * 180 * 0.1 * 1.5)
+
+
+def test_the_cpu_grid_runs_in_the_issue_order(tmp_path):
+    from elastic.sweep import cpu_stage
+
+    jobs = GRIDS.get("cpu").make(GridOptions(tmp_path / "r.csv"))
+    stages = [cpu_stage(j.name) for j in jobs]
+    assert stages == sorted(stages) and set(stages) == set("abcdef")
+    names = [j.name for j in jobs]
+    assert names[:3] == ["cifar10/resnet56/baseline", "cifar10/alexnet/baseline", "cifar10/vgg16/baseline"]
+    assert "cifar10/resnet56/block" in names and "cifar10/vgg16/block" not in names
+    assert {"imagenette/resnet50/baseline", "imagenette/resnet50/complexity/FA/0.5",
+            "imagenette/resnet50/uniform/0.5", "imagenette/resnet50/block", "imagenette/resnet50/elastic"} \
+        == {n for n in names if n.startswith("imagenette")}
+    assert not any(n.startswith("cifar10/resnet20/") and cpu_stage(n) != "f" for n in names)
+    for job in jobs:         # each dataset's rows in its own file beside the ledger's
+        dataset = job.name.split("/")[0]
+        assert job.argv[job.argv.index("--out") + 1] == str(tmp_path / f"{dataset}.csv")
+    baseline = jobs[0]
+    assert "--epochs" in baseline.argv and baseline.argv[baseline.argv.index("--epochs") + 1] == "12"

@@ -258,24 +258,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                                  "(default: the trained baseline of --arch on --dataset)")
 
 
-def run_prefix(args: argparse.Namespace) -> str:
-    """The run id without the step: one run = one method, target, fine-tuning length and seed."""
-    prefix = f"{args.dataset}/{args.arch}/{args.method}/t{args.target:g}/ft{args.ft_epochs}/s{args.seed}"
-    if args.budget_metric != "macs":
-        prefix += f"/{args.budget_metric}"
-    if args.data == "synthetic":
-        prefix += "/synthetic"
-    return prefix
-
-
 def run_cli(args: argparse.Namespace) -> None:
     """Run block pruning from the command line, one results row and checkpoint per step."""
-    from elastic.cli import load_data, progress_bar, results_path
+    from elastic import identity
+    from elastic.cli import load_data, precision_for, progress_bar, recipe_from, results_path, run_settings
     from elastic.data import DATASETS
     from elastic.models import build_model
     from elastic.results import append_row, done_ids
-    from elastic.runs import checkpoint_path, baseline_for, load_model, result_row, save_model
-    from elastic.train import Recipe, evaluate, pick_device, train
+    from elastic.runs import checkpoint_path, baseline_for, load_model, load_start, result_row, save_model
+    from elastic.train import evaluate, pick_device, train
 
     if args.method not in ("block", *PROXY_METHODS):
         raise ElasticError(f"blocks.run_cli does not handle --method {args.method}")
@@ -292,7 +283,7 @@ def run_cli(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     try:
         baseline = baseline_for(args)
-        base_model, _ = load_model(baseline, arch=args.arch, num_classes=spec.num_classes, device=device)
+        base_model, base_state, origin = load_start(baseline, args.arch, spec.num_classes, device)
     except ElasticError:
         if not args.dry_run or args.baseline:
             raise
@@ -312,9 +303,11 @@ def run_cli(args: argparse.Namespace) -> None:
 
     data = load_data(args)
     out = results_path(args)
-    prefix = run_prefix(args)
-    recipe = Recipe(epochs=args.ft_epochs, batch_size=args.batch_size, lr=args.ft_lr,
-                    weight_decay=args.weight_decay, train_subset=args.train_subset)
+    precision = precision_for(args, device)
+    recipe = recipe_from(args, precision, epochs=args.ft_epochs, lr=args.ft_lr)
+    name = identity.block_name(args.dataset, args.arch, args.method, target=args.target, ft_epochs=args.ft_epochs,
+                               seed=args.seed, budget_metric=args.budget_metric, data_source=data.source)
+    prefix = identity.run(name, precision, run_settings(recipe, data.source, origin, scan_subset=args.scan_subset))
     options = {"budget_metric": args.budget_metric, "target": args.target, "max_blocks": args.max_blocks,
                "scan_subset": args.scan_subset, "baseline": str(baseline)}
     budget_met = budget_check(base_model, args.budget_metric, args.target, spec.input_size)
@@ -323,8 +316,8 @@ def run_cli(args: argparse.Namespace) -> None:
     def write_row(model: nn.Module, step: int, seconds: float, details: dict, **extra) -> dict:
         row = result_row(model, args.arch, data, run_id=f"{prefix}/step{step}", method=args.method,
                          device=device, seed=args.seed, epochs=args.ft_epochs if step else 0,
-                         seconds=seconds, recipe={**recipe.to_dict(), **options}, target=args.target,
-                         level=str(step), label=args.label,
+                         seconds=seconds, precision=precision, recipe={**recipe.to_dict(), **options}, target=args.target,
+                         level=str(step), label=args.label, schedule=base_state["schedule"],
                          details={**details, "budget_metric": args.budget_metric, "target": args.target},
                          **extra)
         append_row(out, row)
@@ -368,7 +361,8 @@ def run_cli(args: argparse.Namespace) -> None:
     for step in steps:
         run_id = f"{prefix}/step{step.step}"
         save_model(checkpoint_path(run_id), step.model, args.arch, spec.num_classes, args.dataset,
-                   removed=step.removed, step=step.step, method=args.method, recipe=recipe.to_dict())
+                   run_id=run_id, schedule=base_state["schedule"], removed=step.removed, step=step.step,
+                   method=args.method, recipe=recipe.to_dict())
         row = write_row(step.model, step.step, step.seconds,
                         {"removed": step.removed, "removed_now": step.removed_now, "candidates": step.scores},
                         acc_before_ft=step.acc_before_ft)

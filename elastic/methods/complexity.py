@@ -503,23 +503,22 @@ def plan_from_args(args: argparse.Namespace, num_classes: int) -> PrunePlan:
                 min_width=args.min_width, round_to=args.round_to, seed=args.seed)
 
 
-def run_id_for(args: argparse.Namespace) -> str:
-    parts = [args.dataset, args.arch, args.method, args.mode, f"t{args.target:g}", f"r{args.round_to}"]
-    if args.method == "complexity" and args.step != DEFAULT_STEP:
-        parts.append(f"step{args.step:g}")
-    if args.method == "complexity" and args.min_width is not None:
-        parts.append(f"min{args.min_width}")
-    parts += [args.init, f"e{args.epochs}", f"s{args.seed}"]
-    if args.data == "synthetic":
-        parts.append("synthetic")
-    return "/".join(parts)
+def run_name(args: argparse.Namespace, data_source: str) -> str:
+    """The readable part of the run id (elastic.identity.pruned_name)."""
+    from elastic.identity import pruned_name
+    complexity = args.method == "complexity"
+    return pruned_name(args.dataset, args.arch, args.method, mode=args.mode, target=args.target,
+                       round_to=args.round_to, step=args.step if complexity and args.step != DEFAULT_STEP else None,
+                       min_width=args.min_width if complexity else None, init=args.init, epochs=args.epochs,
+                       seed=args.seed, data_source=data_source)
 
 
 def run_cli(args: argparse.Namespace) -> None:
-    from elastic.cli import load_data, progress_bar, recipe_from, results_path
+    from elastic import identity
+    from elastic.cli import load_data, precision_for, progress_bar, recipe_from, results_path, run_settings
     from elastic.data import DATASETS
     from elastic.results import append_row
-    from elastic.runs import checkpoint_path, baseline_for, load_model, result_row, save_model
+    from elastic.runs import checkpoint_path, baseline_for, load_start, result_row, save_model
     from elastic.train import evaluate, pick_device, train
 
     started = time.perf_counter()
@@ -539,14 +538,15 @@ def run_cli(args: argparse.Namespace) -> None:
 
     data = load_data(args)
     device = pick_device(args.device)
-    recipe = recipe_from(args)
-    run_id = run_id_for(args)
+    precision = precision_for(args, device)
+    recipe = recipe_from(args, precision)
     details = {**pruned_plan.details(), "init": args.init}
     torch.manual_seed(args.seed)
-    acc_before = None
+    acc_before, start, schedule = None, "", identity.schedule(args.epochs)
     if args.init == "finetune":
         path = baseline_for(args)
-        source, state = load_model(path, arch=args.arch, num_classes=data.num_classes)
+        source, state, start = load_start(path, args.arch, data.num_classes)
+        schedule = state["schedule"]
         if state.get("config", {}).get("shapes") or state.get("config", {}).get("removed_blocks"):
             raise BadCheckpoint(f"{path} holds an already pruned {args.arch}; fine-tuning starts from a baseline")
         model = build(pruned_plan, source).to(device)
@@ -554,17 +554,20 @@ def run_cli(args: argparse.Namespace) -> None:
         details["baseline"] = str(path)
     else:
         model = build(pruned_plan)
+    run_id = identity.run(run_name(args, data.source), precision, run_settings(recipe, data.source, start))
     print(format_plan(pruned_plan).splitlines()[0])
     final = checkpoint_path(run_id)
     result = train(model, data.train, data.spec, recipe, device=device, seed=args.seed, val_set=data.val,
                    on_progress=progress_bar(f"{args.method} {args.mode} {args.arch}"),
                    checkpoint=final.with_suffix(".resume.pt"))
-    save_model(final, model, args.arch, data.num_classes, args.dataset, recipe=recipe.to_dict(),
-               seed=args.seed, method=args.method, details=details)
+    save_model(final, model, args.arch, data.num_classes, args.dataset, run_id=run_id, recipe=recipe.to_dict(),
+               seed=args.seed, method=args.method, details=details, schedule=schedule)
+    final.with_suffix(".resume.pt").unlink(missing_ok=True)  # finished: a rerun starts afresh
     row = result_row(model, args.arch, data, run_id=run_id, method=args.method, device=device,
-                     seed=args.seed, epochs=args.epochs, seconds=result.seconds,
+                     seed=args.seed, epochs=args.epochs, seconds=result.seconds, precision=precision,
                      recipe={**recipe.to_dict(), "init": args.init}, label=args.label,
-                     mode=args.mode, target=args.target, details=details, acc_before_ft=acc_before)
+                     mode=args.mode, target=args.target, details=details, acc_before_ft=acc_before,
+                     schedule=schedule)
     append_row(results_path(args), row)
     print(f"{run_id}: test {row['test_acc']:.2f}%, val {row['val_acc']:.2f}%, "
           f"{row['macs'] / 1e6:.2f} M MACs ({pruned_plan.achieved['macs']:.3f}), "

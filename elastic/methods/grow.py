@@ -759,27 +759,13 @@ def schedule(epochs: int, core_epochs: int | None, grow_epochs: int | None, num_
     return core, grow
 
 
-def run_prefix(args: argparse.Namespace, core: int, grow: int) -> str:
-    """The run id without the level."""
-    if args.joint:
-        prefix = f"{args.dataset}/{args.arch}/elastic-joint/e{args.epochs}/s{args.seed}"
-    else:
-        prefix = f"{args.dataset}/{args.arch}/elastic/c{core}g{grow}/s{args.seed}"
-    if tuple(args.levels) != DEFAULT_LEVELS:
-        prefix += "/levels" + "-".join(f"{w:g}" for w in args.levels)
-    if args.importance != "l2":
-        prefix += f"/{args.importance}"
-    if args.data == "synthetic":
-        prefix += "/synthetic"
-    return prefix
-
-
 def run_cli(args: argparse.Namespace) -> None:
     """Prune, train the core, grow level by level (or train jointly); one results
     row per level and one elastic checkpoint."""
-    from elastic.cli import load_data, progress_bar, results_path
+    from elastic import identity
+    from elastic.cli import load_data, precision_for, progress_bar, recipe_from, results_path, run_settings
     from elastic.results import RESULTS_DIR, append_row
-    from elastic.runs import baseline_for, checkpoint_path, load_model, result_row
+    from elastic.runs import baseline_for, checkpoint_path, load_start, result_row
     from elastic.train import evaluate, pick_device
 
     if args.eval_level is not None:
@@ -791,10 +777,15 @@ def run_cli(args: argparse.Namespace) -> None:
     core_epochs, grow_epochs = schedule(args.epochs, args.core_epochs, args.grow_epochs, len(widths))
     baseline = baseline_for(args)
     data = load_data(args)
-    base, _ = load_model(baseline, arch=args.arch, num_classes=data.num_classes, device=device)
+    base, base_state, origin = load_start(baseline, args.arch, data.num_classes, device)
     model = build_elastic(base, args.arch, data.num_classes, widths, args.importance).to(device)
     method = "elastic-joint" if args.joint else "elastic"
-    prefix = run_prefix(args, core_epochs, grow_epochs)
+    precision = precision_for(args, device)
+    levels = "-".join(f"{w:g}" for w in widths) if widths != DEFAULT_LEVELS else ""
+    name = identity.elastic_name(args.dataset, args.arch, joint=args.joint, epochs=args.epochs, core=core_epochs,
+                                 grow=grow_epochs, seed=args.seed, levels=levels, importance=args.importance,
+                                 data_source=data.source)
+    prefix = identity.run(name, precision, run_settings(recipe_from(args, precision), data.source, origin))
     resume = checkpoint_path(prefix)                     # + .levelK.resume.pt: per-epoch resume files
     final = RESULTS_DIR / "checkpoints" / resume.name if args.ship else resume
     options = {"levels": list(widths), "importance": args.importance, "baseline": str(baseline),
@@ -802,8 +793,7 @@ def run_cli(args: argparse.Namespace) -> None:
     meta = {"dataset": args.dataset, "method": method, "run": prefix, "options": options}
 
     def recipe_for(epochs: int) -> Recipe:
-        return Recipe(epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                      weight_decay=args.weight_decay, train_subset=args.train_subset)
+        return recipe_from(args, precision, epochs=epochs)
 
     def val_acc(level: int) -> float:
         return evaluate(LevelView(model, level), data.val, data.spec, device=device)
@@ -813,9 +803,9 @@ def run_cli(args: argparse.Namespace) -> None:
         switch_us = switch_time_us(model, level)
         row = result_row(
             extract(model, level), args.arch, data, run_id=f"{prefix}/level{level}", method=method,
-            device=device, seed=args.seed, epochs=epochs, seconds=seconds,
+            device=device, seed=args.seed, epochs=epochs, seconds=seconds, precision=precision,
             recipe={**recipe_for(stage_epochs).to_dict(), **options}, level=str(level),
-            acc_before_ft=acc_before, label=args.label,
+            acc_before_ft=acc_before, label=args.label, schedule=base_state["schedule"],
             details={"width": widths[level], "levels": list(widths), "channels": list(model.channels[level]),
                      "switch_us": round(switch_us, 2),
                      "switch_cached_us": round(switch_time_us(model, level, cached=True), 3),
@@ -850,6 +840,8 @@ def run_cli(args: argparse.Namespace) -> None:
             # Level k is final now: growing the larger levels never changes what it computes.
             save_elastic(final, model, **meta, trained_levels=k + 1)
             write_row(k, core_epochs + k * grow_epochs, epochs, seconds, before, result.history)
+    for leftover in resume.parent.glob(resume.stem + ".*resume.pt"):   # finished: a rerun starts afresh
+        leftover.unlink(missing_ok=True)
     print(f"{prefix}: {len(widths)} levels; checkpoint {final}; rows in {results_path(args)}")
 
 

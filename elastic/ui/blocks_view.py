@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from torch import nn
 
-from elastic import explore
+from elastic import explore, identity
 from elastic.data import DATASETS
 from elastic.methods import blocks
 from elastic.models import build_model
@@ -26,7 +25,6 @@ from elastic.profile import profile_model
 from elastic.ui import figures
 
 METHODS = ("block", *blocks.PROXY_METHODS)        # direct first, then the proxy baselines
-_STEP = re.compile(r"^(?P<run>.+)/step(?P<step>\d+)$")
 # What a step's "candidates" scores are, per method (block-random records none).
 SCORE_NAMES = {"block": "validation accuracy without the block (%)",
                "block-l1": "L1 norm of the block's last BatchNorm scale"}
@@ -48,11 +46,11 @@ def block_steps(frame: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     rows = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch) & frame["method"].isin(METHODS)]
     records = []
     for row in rows.to_dict("records"):
-        match = _STEP.match(row["run_id"])
-        if match is None:
+        run_id = identity.parse(row["run_id"])
+        if run_id.kind != "step":
             continue
         details = json.loads(row["details"]) if row["details"] else {}
-        records.append({**row, "run": match["run"], "step": int(match["step"]),
+        records.append({**row, "run": run_id.run, "step": run_id.number,
                         "removed_now": details.get("removed_now", ""),
                         "removed": list(details.get("removed", [])),
                         "candidates": dict(details.get("candidates", {}))})
@@ -75,7 +73,8 @@ def run_label(steps: pd.DataFrame, run: str) -> str:
     group = steps[steps["run"] == run]
     first = group.iloc[0]
     prefix = f"{first['dataset']}/{first['arch']}/{first['method']}/"
-    settings = run[len(prefix):] if run.startswith(prefix) else run
+    shown = identity.readable(run)
+    settings = shown[len(prefix):] if shown.startswith(prefix) else shown
     settings = settings.removesuffix("/synthetic")
     removed = int(group["step"].max())
     blocks_removed = f"{removed} block{'' if removed == 1 else 's'} removed"

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from elastic import deploy, explore
+from elastic import deploy, explore, identity
 from elastic.data import DATASETS, ImageSet, default_data_dirs, load_dataset
 from elastic.errors import BadCheckpoint, DataNotFound
 from elastic.methods import grow
@@ -50,8 +50,9 @@ def find_checkpoints(folder: Path) -> list[Path]:
 
 
 def checkpoint_label(path: Path) -> str:
-    """'cifar10 · resnet20 · elastic · c4g2 · s0' from the file name."""
-    return " · ".join(path.stem.split("__"))
+    """'cifar10 · resnet20 · elastic · c4g2 · s0' from the file name (without the
+    run's precision-digest tag)."""
+    return " · ".join(identity.readable(path.stem.replace("__", "/")).split("/"))
 
 
 def grow_command(arch: str = "resnet20", dataset: str = "cifar10", *, joint: bool = False, ship: bool = True) -> str:
@@ -81,8 +82,8 @@ def dataset_of(model: ElasticNet, path: Path) -> str:
 
 
 def trained_on_synthetic(model: ElasticNet) -> bool:
-    """Run ids of runs on synthetic images end in /synthetic (grow.run_prefix)."""
-    return str(model.meta.get("run", "")).endswith("/synthetic")
+    """Runs on synthetic images say so in their id (elastic.identity)."""
+    return identity.on_synthetic(str(model.meta.get("run", "")))
 
 
 # ---- test images ------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def level_rows(frame: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     return rows.assign(
         level_no=pd.to_numeric(rows["level"], errors="coerce"),
         width=[float(d.get("width", np.nan)) for d in details],
-        run=[r.rsplit("/level", 1)[0] for r in rows["run_id"]],
+        run=[identity.parse(r).run for r in rows["run_id"]],
     ).sort_values(["run", "level_no"], kind="mergesort")
 
 
@@ -198,7 +199,8 @@ def levels_figure(rows: pd.DataFrame, width: float | None = None) -> go.Figure:
     for run, group in rows.groupby("run", sort=False):
         method = group["method"].iloc[0]
         synthetic = " · synthetic" if (group["data_source"] == "synthetic").any() else ""
-        name = f"{explore.method_label(method)} · {run.split('/', 3)[-1].removesuffix('/synthetic')}{synthetic}"
+        settings = identity.readable(run).split("/", 3)[-1].removesuffix("/synthetic")
+        name = f"{explore.method_label(method)} · {settings}{synthetic}"
         fig.add_trace(go.Scatter(
             x=(group["width"] * 100).tolist(), y=group["test_acc"].tolist(), mode="lines+markers", name=name,
             line=dict(color=colors.get(method), dash="solid" if method == "elastic" else "dash"),

@@ -14,6 +14,7 @@ import torch
 from elastic.data import load_dataset
 from elastic.errors import DataNotFound
 from elastic.models import build_model
+from elastic.precision import resolve as resolve_precision
 from elastic.profile import profile_model
 from elastic.train import Progress, Recipe, evaluate, pick_device, train
 
@@ -97,8 +98,9 @@ def quick_train(run: QuickRun, status: Status) -> QuickResult:
     torch.manual_seed(run.seed)
     model = build_model(run.arch, data.num_classes, run.config)
     prof = profile_model(model, (3, data.spec.input_size, data.spec.input_size))
-    recipe = Recipe(epochs=run.epochs, batch_size=run.batch_size, train_subset=run.train_images)
     device = pick_device("auto")
+    recipe = Recipe(epochs=run.epochs, batch_size=run.batch_size, train_subset=run.train_images,
+                    precision=resolve_precision("auto", device))
 
     def progress(p: Progress) -> None:
         status.progress = p

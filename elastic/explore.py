@@ -395,16 +395,21 @@ class Pick:
                 f"{self.device.name if self.device else 'device'} at {self.precision}.")
 
 
+BUDGET_TOLERANCE = 1e-9    # relative: a row at exactly the budget is never lost to float rounding
+
+
 def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
                       device: "Device | None" = None, precision: str = "int8") -> Pick:
     """The row with the best validation accuracy whose `metric` is at most `budget`
     (and that fits `device` at `precision`, if one is given): the choice is made on
     the validation split, and the card reports the row's test accuracy. Rows that
     recorded no validation accuracy rank after those that did, by test accuracy.
-    Ties go to the better test accuracy, the smaller metric, then the run_id, so
-    the choice never depends on row order."""
+    Ties on validation accuracy go to the lower cost (the metric, then MACs), then
+    the run_id, never to the better test accuracy, so the test split plays no part
+    in the choice and the choice never depends on row order. A configuration at
+    exactly the budget is under it (with a relative tolerance for rounding)."""
     measured = rows.dropna(subset=[metric.column, "test_acc"])
-    under = measured[measured[metric.column] <= budget]
+    under = measured[measured[metric.column] <= budget * (1 + BUDGET_TOLERANCE)]
     fitting = under
     if device is not None:
         mask = [device_fit(row, device)[precision].fits for row in under.to_dict("records")]
@@ -415,10 +420,11 @@ def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
     best = None
     if len(fitting):
         val = fitting["val_acc"] if "val_acc" in fitting else pd.Series(math.nan, index=fitting.index)
-        ranked = fitting.assign(_neg_val=-val.fillna(-math.inf),
-                                _neg_test=-fitting["test_acc"]).sort_values(
-            ["_neg_val", "_neg_test", metric.column, "run_id"], kind="mergesort")
-        best = ranked.drop(columns=["_neg_val", "_neg_test"]).iloc[0].to_dict()
+        no_val = val.isna()
+        ranked = fitting.assign(_no_val=no_val, _neg_val=-val.fillna(0.0),
+                                _neg_test=-fitting["test_acc"].where(no_val, 0.0)).sort_values(
+            ["_no_val", "_neg_val", "_neg_test", metric.column, "macs", "run_id"], kind="mergesort")
+        best = ranked.drop(columns=["_no_val", "_neg_val", "_neg_test"]).iloc[0].to_dict()
     return Pick(best, metric, float(budget), len(measured), len(under), len(fitting),
                 len(rows) - len(measured), smallest, device, precision)
 

@@ -2,6 +2,7 @@
 ELASTIC_CACHE points at a temporary folder for every test."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,12 @@ def one_torch_thread():
 
 
 def shared_archive(name: str) -> Path:
-    """The offline archive of a dataset (CI has ../shared/data beside the clone)."""
-    path = SHARED_DATA / DATASETS.get(name).archive
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the tests need ../shared/data beside the repository")
-    return path
+    """The offline archive of a dataset, where the README says the tests look:
+    $ELASTIC_DATA first, then ../shared/data beside the clone (as CI has it)."""
+    archive = DATASETS.get(name).archive
+    folders = ([Path(os.environ["ELASTIC_DATA"])] if os.environ.get("ELASTIC_DATA") else []) + [SHARED_DATA]
+    for folder in folders:
+        if (folder / archive).is_file():
+            return folder / archive
+    pytest.fail(f"{archive} is in none of {', '.join(map(str, folders))}: the tests need the dataset archives "
+                f"in $ELASTIC_DATA or ../shared/data beside the repository")

@@ -307,3 +307,16 @@ def test_one_schedule_at_a_time_the_widest_first():
     assert set(short["arch"]) == {"resnet20", "resnet56"} and len(short) == 2
     assert len(explore.select(rows, dataset="cifar10", schedule=explore.UNRECORDED)) == 1
     assert len(explore.select(rows, dataset="cifar10")) == 5
+
+
+def test_ties_on_validation_accuracy_go_to_the_lower_cost_never_to_test_accuracy():
+    rows = make_rows(dict(macs=30e6, val_acc=85.0, test_acc=90.0), dict(macs=20e6, val_acc=85.0, test_acc=80.0))
+    assert explore.best_under_budget(rows, METRICS["macs"], math.inf).row["run_id"] == "r1"
+    params = make_rows(dict(macs=30e6, params=1e5, val_acc=85.0, test_acc=90.0),
+                       dict(macs=20e6, params=1e5, val_acc=85.0, test_acc=80.0))
+    assert explore.best_under_budget(params, METRICS["params"], math.inf).row["run_id"] == "r1"   # then MACs
+
+
+def test_a_configuration_at_exactly_the_budget_is_under_it():
+    rows = make_rows(dict(macs=40813184, test_acc=84.17))
+    assert explore.best_under_budget(rows, METRICS["macs"], 40813184 * (1 - 1e-12)).row is not None

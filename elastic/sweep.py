@@ -356,9 +356,9 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
             if left is not None and expected > left:
                 continue                                   # would not end in time: try the next one
             pending.remove(job)
-            running[submit(job)] = (job, clock(), expected)
-            if on_event:
+            if on_event:          # before submit: a one-worker pool runs the job inside submit
                 on_event("start", job, report)
+            running[submit(job)] = (job, clock(), expected)
         if not running:
             report.not_started += [job.key for job in pending]
             break

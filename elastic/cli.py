@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from elastic.argtypes import OneLineParser, device, integer, number
 from elastic.errors import ElasticError
 
 
@@ -34,16 +35,17 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="auto", choices=["auto", "archive", "torchvision", "synthetic"],
                    help="where images come from (default: %(default)s)")
     p.add_argument("--download", action="store_true", help="download with torchvision if not found")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: %(default)s)")
+    p.add_argument("--seed", type=integer(0), default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", type=device, default="auto",
+                   help="cpu, cuda, cuda:N or auto (default: %(default)s)")
 
 
 def add_recipe_args(p: argparse.ArgumentParser, epochs: int = 60) -> None:
-    p.add_argument("--epochs", type=int, default=epochs, help="training epochs (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=0.2, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
-    p.add_argument("--train-subset", type=int, default=0,
+    p.add_argument("--epochs", type=integer(1), default=epochs, help="training epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=integer(1), default=256, help="(default: %(default)s)")
+    p.add_argument("--lr", type=number(above=0), default=0.2, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=number(at_least=0), default=5e-4, help="(default: %(default)s)")
+    p.add_argument("--train-subset", type=integer(0), default=0,
                    help="train on a fixed subset of this many images (0: all)")
     p.add_argument("--out", default=None,
                    help="results CSV to append the row to (default: cached_results/<dataset>.csv)")
@@ -129,6 +131,35 @@ def results_path(args: argparse.Namespace):
     return Path(args.out) if args.out else RESULTS_DIR / f"{args.dataset}.csv"
 
 
+def check_outputs(results: Path) -> None:
+    """Before any work starts: the results file is a valid results file or can be
+    created, and the checkpoint folder can be written, so that an hour of
+    training is never lost to a bad --out at the end."""
+    from elastic.data import cache_dir
+    from elastic.results import read_results
+    if results.is_dir():
+        raise ElasticError(f"--out {results} is a folder; name a results file, e.g. {results / 'results.csv'}")
+    if results.exists():
+        read_results(results)                      # a file that is not a valid results file says so now
+        if not os.access(results, os.W_OK):
+            raise ElasticError(f"--out {results} cannot be written (permission denied)")
+    else:
+        _creatable(results.parent, f"--out {results}")
+    _creatable(cache_dir() / "checkpoints", "the checkpoint folder (set $ELASTIC_CACHE to move it)")
+
+
+def _creatable(folder: Path, what: str) -> None:
+    """`folder` exists as a writable folder, or can be made: its nearest existing
+    ancestor is a writable folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ElasticError(f"{what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ElasticError(f"{what}: cannot write in {existing} (permission denied)")
+
+
 # ---- profile ----------------------------------------------------------------------
 
 def add_profile(p: argparse.ArgumentParser) -> None:
@@ -169,8 +200,9 @@ def run_train(args: argparse.Namespace) -> None:
     from elastic.runs import checkpoint_path, result_row, save_model
     from elastic.train import pick_device, train
     check_arch_fits(args.arch, args.dataset)
-    data = load_data(args)
+    check_outputs(results_path(args))
     device = _init_distributed(pick_device(args.device))
+    data = load_data(args)
     precision = precision_for(args, device)
     recipe = recipe_from(args, precision)
     name = identity.baseline_name(args.dataset, args.arch, epochs=args.epochs, seed=args.seed,
@@ -221,7 +253,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="cifar10", help="(default: %(default)s)")
     add_data_args(p)
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="(default: %(default)s)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate a fixed subset of this many images")
+    p.add_argument("--limit", type=integer(0), default=0, help="evaluate a fixed subset of this many images")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -257,7 +289,11 @@ def add_prune(p: argparse.ArgumentParser) -> None:
 
 def run_prune(args: argparse.Namespace) -> None:
     from elastic.methods import blocks, complexity
+    from elastic.train import pick_device
     check_arch_fits(args.arch, args.dataset)
+    if not args.dry_run:
+        check_outputs(results_path(args))
+        pick_device(args.device)
     (complexity if args.method in ("complexity", "uniform") else blocks).run_cli(args)
 
 
@@ -271,7 +307,11 @@ def add_grow(p: argparse.ArgumentParser) -> None:
 
 def run_grow(args: argparse.Namespace) -> None:
     from elastic.methods import grow
+    from elastic.train import pick_device
     check_arch_fits(args.arch, args.dataset)
+    if args.eval_level is None:
+        check_outputs(results_path(args))
+    pick_device(args.device)
     grow.run_cli(args)
 
 
@@ -304,15 +344,18 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
                    help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder); "
                         "the ledger of finished jobs is <out>.sweep.jsonl beside it. The cpu grid writes its rows "
                         "to cifar10.csv and imagenette.csv beside --out")
-    p.add_argument("--epochs", type=int, default=None, help="override the grid's training epochs")
-    p.add_argument("--archs", nargs="*", default=[], help="only these architectures")
-    p.add_argument("--methods", nargs="*", default=[], help="only these methods (baseline, complexity, ...)")
-    p.add_argument("--workers", type=int, default=0,
+    from elastic.models import ARCHS
+    from elastic.sweep import GRID_METHODS
+    p.add_argument("--epochs", type=integer(1), default=None, help="override the grid's training epochs")
+    p.add_argument("--archs", nargs="*", default=[], choices=ARCHS.names(), help="only these architectures")
+    p.add_argument("--methods", nargs="*", default=[], choices=GRID_METHODS,
+                   help="only these methods (default: all)")
+    p.add_argument("--workers", type=integer(0), default=0,
                    help="jobs at once (default: 4 on a GPU, to keep it busy; 1 on a CPU)")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the jobs on a Ray cluster: 'auto', an address, or 'local' to start one here")
-    p.add_argument("--device", default=None, help="passed to every job (cpu, cuda)")
-    p.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--device", type=device, default=None, help="passed to every job (cpu, cuda)")
+    p.add_argument("--stop-after", type=number(at_least=0), default=None, metavar="MINUTES",
                    help="start a job only if it is expected to end within this many minutes (its "
                         "duration estimated from a probe of this machine, its MACs and epochs); running "
                         "jobs finish, the rest wait for the next run (for machines lent for a fixed time)")
@@ -333,6 +376,9 @@ def run_sweep(args: argparse.Namespace) -> None:
         out = Path(tempfile.mkdtemp(prefix="elastic-smoke-")) / "smoke.csv"
     else:
         out = RESULTS_DIR / f"{args.grid}.csv"
+    if out.is_dir():
+        raise ElasticError(f"--out {out} is a folder; name a results file, e.g. {out / 'results.csv'}")
+    _creatable(out.parent, f"--out {out}")
     # Resolved once, here: every job trains in the same arithmetic and its key says which.
     precision = precision_for(args, pick_device(args.device or "auto"))
     extra = (*(("--device", args.device) if args.device else ()), "--precision", precision)
@@ -381,8 +427,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m elastic", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m elastic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (add, _, help_text) in COMMANDS.items():
         add(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)

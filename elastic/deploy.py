@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from elastic.argtypes import integer, number
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import ElasticError
 
@@ -491,23 +492,23 @@ def _add_model_source(p: argparse.ArgumentParser) -> None:
 def add_bench_options(parser: argparse.ArgumentParser) -> None:
     from elastic.cli import add_data_args
     _add_model_source(parser)
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[1],
+    parser.add_argument("--batch-size", type=integer(1), nargs="+", default=[1],
                         help="one or more batch sizes (default: 1)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=integer(1), default=None,
                         help="torch intra-op threads (default: torch's setting)")
     parser.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch"],
                         help="torch: eager PyTorch; onnxruntime: the ONNX export (default: torch)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed passes (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=50, help="timed passes (default: %(default)s)")
+    parser.add_argument("--warmup", type=integer(0), default=10, help="untimed passes (default: %(default)s)")
+    parser.add_argument("--repeats", type=integer(1), default=50, help="timed passes (default: %(default)s)")
     parser.add_argument("--fill-results", default=None, metavar="CSV",
                         help="instead of one model: measure batch-1 latency (1 thread) for every row of "
                              "this results file that has none, and store it in the row")
     parser.add_argument("--int8", action="store_true",
                         help="also quantize to int8 (calibrated on training images) and compare "
                              "accuracy on test images and latency")
-    parser.add_argument("--calibration", type=int, default=256,
+    parser.add_argument("--calibration", type=integer(1), default=256,
                         help="--int8: calibration images (default: %(default)s)")
-    parser.add_argument("--limit", type=int, default=1000,
+    parser.add_argument("--limit", type=integer(1), default=1000,
                         help="--int8: test images to compare accuracy on (default: %(default)s)")
     add_data_args(parser)
     parser.set_defaults(device="cpu")
@@ -551,10 +552,10 @@ def run_bench_cli(args: argparse.Namespace) -> None:
 def add_export_options(parser: argparse.ArgumentParser) -> None:
     _add_model_source(parser)
     parser.add_argument("--out-dir", required=True, help="folder for model.onnx, model.pt, model.json")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--opset", type=integer(7), default=17, help="ONNX opset (default: %(default)s)")
     parser.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
                         help="torch.onnx exporter; dynamo needs onnxscript (default: %(default)s)")
-    parser.add_argument("--atol", type=float, default=1e-4,
+    parser.add_argument("--atol", type=number(above=0), default=1e-4,
                         help="largest accepted difference from PyTorch (default: %(default)s)")
 
 

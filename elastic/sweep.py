@@ -94,6 +94,7 @@ class GridOptions:
 GRIDS: Registry[Grid] = Registry("grid")
 
 TARGETS = (0.3, 0.5, 0.7)
+GRID_METHODS = ("baseline", "complexity", "uniform", "block", "block-l1", "elastic", "elastic-joint")
 RESIDUAL = ("resnet20", "resnet56", "resnet50")
 # Removable blocks (all but the first of each stage), for a block job's expected work.
 REMOVABLE_BLOCKS = {"resnet20": 6, "resnet56": 24, "resnet50": 12}

@@ -70,9 +70,18 @@ LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """The device `name` names ('auto': CUDA where there is a GPU, else the CPU);
+    a CUDA device that this machine does not have is a one-line error."""
+    from elastic.errors import ElasticError
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA GPU (or a CPU-only PyTorch)"
+            raise ElasticError(f"--device {name}: this machine has {have}; use --device cpu or auto")
+    return device
 
 
 def normalize(images: Tensor, spec: DatasetSpec) -> Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from elastic.argtypes import integer, number
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.profile import symbolic_trace
 
@@ -243,13 +244,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("block pruning (--method block, block-l1, block-random)")
     group.add_argument("--budget-metric", choices=list(BUDGET_COLUMNS), default="macs",
                        help="what --target is a fraction of (memory: peak fp32 memory) (default: %(default)s)")
-    group.add_argument("--max-blocks", type=int, default=0,
+    group.add_argument("--max-blocks", type=integer(0), default=0,
                        help="stop after this many blocks are removed, budget met or not (0: no limit)")
-    group.add_argument("--ft-epochs", type=int, default=2,
+    group.add_argument("--ft-epochs", type=integer(0), default=2,
                        help="fine-tuning epochs after each removal; replaces --epochs (default: %(default)s)")
-    group.add_argument("--ft-lr", type=float, default=0.02,
+    group.add_argument("--ft-lr", type=number(above=0), default=0.02,
                        help="peak one-cycle learning rate of the fine-tuning; replaces --lr (default: %(default)s)")
-    group.add_argument("--scan-subset", type=int, default=0,
+    group.add_argument("--scan-subset", type=integer(0), default=0,
                        help="measure candidates on a fixed subset of this many validation images (0: all)")
     # The complexity method defines --baseline on the same parser too; argparse refuses a second one.
     if not any("--baseline" in action.option_strings for action in parser._actions):

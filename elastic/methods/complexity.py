@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from elastic.argtypes import integer
 from elastic.errors import BadBudget, BadCheckpoint, ElasticError, UnknownName
 from elastic.models import ARCHS, arch_config, build_model
 from elastic.profile import FP32_BYTES, profile_model
@@ -474,7 +475,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "and the metric --target applies to (uniform: the metric only) (default: %(default)s)")
     g.add_argument("--step", type=_step_fraction, default=DEFAULT_STEP,
                    help="fraction of a sampled layer's filters removed at a time (default: %(default)s)")
-    g.add_argument("--min-width", type=int, default=None,
+    g.add_argument("--min-width", type=integer(1), default=None,
                    help="fewest channels a layer keeps (default: 10%% of its original width, at least 1)")
     g.add_argument("--round-to", type=int, choices=ROUNDINGS, default=1,
                    help="channel counts are multiples of this (default: %(default)s)")

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from elastic.argtypes import integer
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.models import ARCHS, arch_config, build_model, layer_shape
@@ -730,9 +731,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                             "(default: the trained baseline of --arch on --dataset)")
     group.add_argument("--importance", choices=["l2", "l1"], default="l2",
                        help="filter norm that ranks channels (default: %(default)s)")
-    group.add_argument("--core-epochs", type=int, default=None,
+    group.add_argument("--core-epochs", type=integer(0), default=None,
                        help="epochs fine-tuning the smallest level (default: half of --epochs)")
-    group.add_argument("--grow-epochs", type=int, default=None,
+    group.add_argument("--grow-epochs", type=integer(0), default=None,
                        help="epochs training each grown level (default: the other half of --epochs, "
                             "split over the grown levels, at least 1)")
     group.add_argument("--joint", action="store_true",

@@ -407,6 +407,9 @@ def run_sweep(args: argparse.Namespace) -> None:
                    on_event=on_event)
     bar.close()
     left = f", {len(report.not_started)} left for the next run" if report.not_started else ""
+    for key in [k for k in report.not_started if k in report.too_long][:5]:
+        print(f"not started: {key.split('@')[0]} is expected to take {report.too_long[key] / 60:.0f} min, "
+              f"more than was left")
     print(f"{len(report.ran)} ran, {len(report.skipped)} already done, {len(report.failed)} failed{left} "
           f"in {report.seconds / 60:.1f} min; results in {out}")
     if report.failed:

@@ -286,6 +286,7 @@ class SweepReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)   # key -> last lines of its output
     not_started: list[str] = field(default_factory=list)  # left for the next run by stop_after
+    too_long: dict[str, float] = field(default_factory=dict)  # key -> expected seconds, where that exceeded the time left
     seconds: float = 0.0
 
 
@@ -355,7 +356,8 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
                 continue
             expected = estimate(job) if estimate is not None and job.work is not None else 0.0
             if left is not None and expected > left:
-                continue                                   # would not end in time: try the next one
+                report.too_long[job.key] = expected        # would not end in time: try the next one
+                continue
             pending.remove(job)
             if on_event:          # before submit: a one-worker pool runs the job inside submit
                 on_event("start", job, report)

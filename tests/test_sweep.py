@@ -151,6 +151,7 @@ def test_the_deadline_starts_only_jobs_expected_to_fit(tmp_path):
     # a (50 s) fits; long (500 s) does not fit in the 150 s left; c (30 s) does; nothing waits on long
     assert report.ran == [jobs[0].key, jobs[2].key]
     assert report.not_started == [jobs[1].key, jobs[3].key] and not report.failed
+    assert report.too_long[jobs[1].key] == 500.0
     records = [json.loads(line) for line in out.with_name("r.sweep.jsonl").read_text().splitlines()]
     assert [r["estimate"] for r in records] == [50.0, 30.0]
 

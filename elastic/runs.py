@@ -62,6 +62,14 @@ def checkpoint_path(run_id: str) -> Path:
     return cache_dir() / "checkpoints" / checkpoint_name(run_id)
 
 
+def shipped_checkpoint_path(run_id: str) -> Path:
+    """Where a checkpoint that ships with the repository lies (cached_results/checkpoints):
+    the trained baselines later runs start from, on a machine whose cache is empty."""
+    from elastic.identity import checkpoint_name
+    from elastic.results import RESULTS_DIR
+    return RESULTS_DIR / "checkpoints" / checkpoint_name(run_id)
+
+
 def save_model(path: Path | str, model: nn.Module, arch: str, num_classes: int,
                dataset: str, *, run_id: str = "", **meta: Any) -> None:
     """A checkpoint that says what it is: architecture, config and class count
@@ -114,7 +122,8 @@ def arch_for(dataset_family: str) -> list[str]:
 def find_baseline(dataset: str, arch: str, results: Path | None = None,
                   synthetic: bool = False) -> tuple[Path, dict[str, Any]]:
     """The checkpoint and row of the trained baseline for (dataset, arch) whose
-    checkpoint is on disk, looked up in the `results` file (if given) and in
+    checkpoint is on disk (in the cache folder, else shipped in
+    cached_results/checkpoints), looked up in the `results` file (if given) and in
     cached_results/: of those trained on the whole training split, the one with
     the most epochs, then the best validation accuracy (a short test run on a
     subset is never chosen over a full one). A baseline trained on synthetic data
@@ -133,9 +142,9 @@ def find_baseline(dataset: str, arch: str, results: Path | None = None,
         subset = json.loads(row["recipe"] or "{}").get("train_subset", 0)
         return (not subset, row["epochs"], -1.0 if pd.isna(row["val_acc"]) else float(row["val_acc"]))
     for row in sorted(rows, key=rank, reverse=True):
-        path = checkpoint_path(row["run_id"])
-        if path.is_file():
-            return path, row
+        for path in (checkpoint_path(row["run_id"]), shipped_checkpoint_path(row["run_id"])):
+            if path.is_file():
+                return path, row
     data = " --data synthetic" if synthetic else ""
     raise ElasticError(f"no trained {arch} baseline on {dataset}{' (synthetic)' if synthetic else ''} with its "
                        f"checkpoint in {cache_dir()}. Train one first: python -m elastic train --arch {arch} "

@@ -159,3 +159,17 @@ def test_the_shipped_rows_and_elastic_checkpoints_follow_the_current_scheme():
         run = torch.load(path, weights_only=True)["meta"]["run"]
         assert path.name == identity.checkpoint_name(run)
         assert (frame["run_id"] == f"{run}/level0").any()
+
+
+def test_a_shipped_baseline_is_found_when_the_cache_is_empty(tmp_path, monkeypatch, one_torch_thread):
+    import elastic.results
+    from elastic.runs import find_baseline, shipped_checkpoint_path
+
+    shipped = tmp_path / "shipped"
+    assert main([*TINY, "--out", str(shipped / "cifar10.csv")]) == 0
+    run_id = read_results(shipped / "cifar10.csv")["run_id"][0]
+    (shipped / "checkpoints").mkdir()
+    checkpoint_path(run_id).rename(shipped / "checkpoints" / identity.checkpoint_name(run_id))
+    monkeypatch.setattr(elastic.results, "RESULTS_DIR", shipped)
+    path, row = find_baseline("cifar10", "resnet20", synthetic=True)
+    assert path == shipped_checkpoint_path(run_id) and row["run_id"] == run_id

@@ -132,15 +132,41 @@ def validate_row(row: dict[str, Any], where: str = "row") -> dict[str, Any]:
     for name in ("test_acc", "val_acc", "acc_before_ft"):
         if out[name] is not None and not 0 <= out[name] <= 100:
             raise BadResults(f"{where}: {name} = {out[name]} is not a percentage")
+    for name in POSITIVE:
+        if out[name] <= 0:
+            raise BadResults(f"{where}: {name} = {out[name]} must be above 0")
+    for name in ("latency_ms", "seconds", "epochs"):
+        if out[name] is not None and out[name] < 0:
+            raise BadResults(f"{where}: {name} = {out[name]} must be 0 or more")
+    if out["target"] is not None and not 0 < out["target"] <= 1:
+        raise BadResults(f"{where}: target = {out['target']} is not a fraction in (0, 1]")
+    for name, known in _known().items():
+        if out[name] not in known:
+            raise BadResults(f"{where}: {name} {out[name]!r} is not known; known: {', '.join(sorted(known))}")
     return out
 
 
-def read_results(path: Path | str) -> pd.DataFrame:
+POSITIVE = ("params", "macs", "weight_bytes", "peak_act_bytes", "peak_mem_fp32", "peak_mem_int8")
+
+
+def _known() -> dict[str, set[str]]:
+    """The names a row's arch, method and dataset may take (the registries)."""
+    from elastic.data import DATASETS
+    from elastic.methods import METHODS
+    from elastic.models import ARCHS
+    return {"arch": set(ARCHS.names()), "method": set(METHODS.names()), "dataset": set(DATASETS.names())}
+
+
+def read_results(path: Path | str, problems: list[str] | None = None) -> pd.DataFrame:
     """Load and validate one results file. Raises BadResults naming the file and
-    the first bad row (rows are numbered as lines of the file)."""
+    the first bad row (rows are numbered as lines of the file); with a list for
+    `problems`, bad rows are left out instead and each is named there (the app
+    shows the rest of the file)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
+        if b"\x00" in raw or not _text(raw):
+            raise BadResults(f"{path}: not a CSV results file (it holds binary data)")
         if raw and not raw.endswith(b"\n"):   # every row this module writes ends with a newline
             raise BadResults(f"{path}: the last row is incomplete (the file ends mid-line, as a write that was "
                              f"cut off leaves it); restore the file or rerun the job that wrote it")
@@ -157,11 +183,30 @@ def read_results(path: Path | str) -> pd.DataFrame:
     missing = [c.name for c in COLUMNS if c.required and c.name not in frame.columns]
     if missing:
         raise BadResults(f"{path}: missing column(s) {missing}; is this a results file?")
-    rows = [validate_row(r, f"{path}, line {i + 2}") for i, r in enumerate(records)]
-    duplicated = pd.Series([r["run_id"] for r in rows]).duplicated()
-    if duplicated.any():
-        raise BadResults(f"{path}: run_id {rows[int(duplicated.idxmax())]['run_id']!r} appears twice")
+    rows, lines = [], []
+    for i, record in enumerate(records):
+        try:
+            rows.append(validate_row(record, f"{path}, line {i + 2}"))
+            lines.append(i + 2)
+        except BadResults as err:
+            if problems is None:
+                raise
+            problems.append(f"{err}; the row is left out")
+    first: dict[str, int] = {}
+    for row, line in zip(rows, lines):
+        if row["run_id"] in first:
+            raise BadResults(f"{path}: run_id {row['run_id']!r} appears twice, on lines {first[row['run_id']]} "
+                             f"and {line}; keep one of them")
+        first[row["run_id"]] = line
     return _frame(rows)
+
+
+def _text(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def migrate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -198,7 +243,7 @@ def load_all(folder: Path | str = RESULTS_DIR) -> tuple[pd.DataFrame, list[str]]
     frames, problems = [], []
     for path in sorted(Path(folder).glob("*.csv")):
         try:
-            frames.append(read_results(path))
+            frames.append(read_results(path, problems))
         except BadResults as err:
             problems.append(str(err))
     if not frames:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -82,3 +83,44 @@ def test_documented_schema_matches_the_code():
     from elastic.results import schema_markdown
     readme = (Path(__file__).resolve().parent.parent / "cached_results" / "README.md").read_text()
     assert schema_markdown() in readme
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"macs": -40813184}, "macs = -40813184 must be above 0"),
+    ({"params": 0}, "params = 0 must be above 0"),
+    ({"latency_ms": -1.0}, "latency_ms = -1.0 must be 0 or more"),
+    ({"arch": "resnet999"}, "arch 'resnet999' is not known"),
+    ({"method": "magic"}, "method 'magic' is not known"),
+    ({"dataset": "mnist"}, "dataset 'mnist' is not known"),
+    ({"target": -0.5}, "not a fraction in (0, 1]"),
+])
+def test_impossible_rows_are_refused_on_write(tmp_path, bad, message):
+    with pytest.raises(BadResults, match=re.escape(message)):
+        append_row(tmp_path / "r.csv", row(**bad))
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_bad_row_is_named_and_the_rest_of_the_file_still_loads(tmp_path):
+    folder = tmp_path / "results"
+    path = folder / "cifar10.csv"
+    append_row(path, row("good-1"))
+    append_row(path, row("good-2"))
+    text = path.read_text().splitlines()
+    text[2] = text[2].replace(",272474,40813184,", ",272474,-40813184,")     # line 3: negative MACs
+    path.write_text("\n".join(text) + "\n")
+    frame, problems = load_all(folder)
+    assert list(frame["run_id"]) == ["good-1"]
+    assert len(problems) == 1 and "line 3" in problems[0] and "macs" in problems[0]
+
+
+def test_duplicates_name_both_lines_and_binary_files_say_so(tmp_path):
+    path = tmp_path / "r.csv"
+    append_row(path, row("a"))
+    append_row(path, row("b"))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[1]]) + "\n")
+    with pytest.raises(BadResults, match="appears twice, on lines 2 and 4"):
+        read_results(path)
+    path.write_bytes(bytes(range(256)) * 4 + b"\n")
+    with pytest.raises(BadResults, match="not a CSV results file"):
+        read_results(path)

@@ -186,14 +186,16 @@ def fill_latency(results: Path, *, threads: int = 1, repeats: int = 50, redo: bo
     figures of one file compare. Latency depends on the architecture, not on the
     trained weights, so each model is rebuilt from its config. Returns the count."""
     from elastic.data import DATASETS
-    from elastic.models import build_model
     from elastic.results import append_row, read_results
 
     frame = read_results(results)
     todo = frame if redo else frame[frame["latency_ms"].isna()]
     for row in todo.to_dict("records"):
         spec = DATASETS.get(row["dataset"])
-        model = build_model(row["arch"], spec.num_classes, json.loads(row["config"]))
+        try:
+            model = checked_model(row["arch"], spec.num_classes, json.loads(row["config"]))
+        except ElasticError as err:
+            raise ElasticError(f"{results}: row {row['run_id']}: {err}") from None
         row.update(latency_columns(model, spec.input_size, threads=threads, repeats=repeats))
         append_row(results, {k: v for k, v in row.items() if v is not None and v == v})
         if on_row:
@@ -413,7 +415,10 @@ def parse_config(text: str) -> dict[str, Any]:
         path = Path(text)
         if not path.is_file():
             raise ElasticError(f"config file {path} does not exist")
-        text, source = path.read_text(), str(path)
+        try:
+            text, source = path.read_text(encoding="utf-8-sig"), str(path)   # a byte-order mark is fine
+        except UnicodeDecodeError:
+            raise ElasticError(f"config file {path} is not text (not UTF-8); give a .json file") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -562,6 +567,12 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
 def run_export_cli(args: argparse.Namespace) -> None:
     from elastic.models import arch_config
     from elastic.runs import complexity_columns
+    out = Path(args.out_dir)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ElasticError(f"--out-dir {out}: {existing} is a file, not a folder")
     model, info = _model_from_args(args)
     shape = info["input_shape"]
     state = info["state"]

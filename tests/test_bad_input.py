@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from elastic.cli import main
-from elastic.results import RESULTS_DIR
+from elastic.results import RESULTS_DIR, append_row, read_results
 
 BASE = ["--data", "synthetic"]
 
@@ -19,6 +19,14 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
     a_file.write_text("not a folder")
     corrupt = tmp / "corrupt.csv"
     corrupt.write_bytes(b"\x00\x01 random bytes \xff\n")
+    binary = tmp / "config.json"
+    binary.write_bytes(bytes(range(256)))
+    bom = tmp / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"removed_blocks": ["layer9.9"]}')
+    impossible = tmp / "impossible.csv"
+    shipped = read_results(RESULTS_DIR / "cifar10.csv").head(1).to_dict("records")[0]
+    shipped.update(config='{"removed_blocks": ["layer9.9"], "shapes": {}}', latency_ms=None)
+    append_row(impossible, {k: v for k, v in shipped.items() if v is not None and v == v})
     return [
         (["train", *BASE, "--batch-size", "0"], "--batch-size"),
         (["train", *BASE, "--batch-size", "-4"], "--batch-size"),
@@ -54,6 +62,12 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["bench", "--threads", "0"], "--threads"),
         (["export", "--out-dir", str(tmp), "--opset", "3"], "--opset"),
         (["profile", "--arch", "resnet999"], "--arch"),
+        (["export", "--out-dir", str(a_file)], "is a file, not a folder"),
+        (["export", "--out-dir", str(tmp / "x"), "--config", str(binary)], "is not text"),
+        (["export", "--out-dir", str(tmp / "x"), "--config", str(bom)], "layer9.9"),
+        (["bench", "--config", str(binary)], "is not text"),
+        (["bench", "--config", '{"shapes": {"fc": [64, 1000000000000]}}'], "never widens a layer"),
+        (["bench", "--fill-results", str(impossible)], "layer9.9"),
         (["nonsense"], "invalid choice"),
     ]
 
@@ -72,7 +86,7 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
             failures.append((argv, code, err[-3:]))
     assert not failures, "\n".join(map(str, failures))
     assert _snapshot() == before
-    assert not list(tmp_path.glob("*.csv.*")) and not (tmp_path / "a-file").is_dir()
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "a-file").is_dir()
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from elastic.cli import main
+from elastic.models import build_model
 from elastic.results import RESULTS_DIR, append_row, read_results
+from elastic.runs import save_model
 
 BASE = ["--data", "synthetic"]
 
@@ -23,6 +25,8 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
     binary.write_bytes(bytes(range(256)))
     bom = tmp / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + b'{"removed_blocks": ["layer9.9"]}')
+    baseline = tmp / "baseline.pt"
+    save_model(baseline, build_model("resnet20", 10), "resnet20", 10, "cifar10")
     impossible = tmp / "impossible.csv"
     shipped = read_results(RESULTS_DIR / "cifar10.csv").head(1).to_dict("records")[0]
     shipped.update(config='{"removed_blocks": ["layer9.9"], "shapes": {}}', latency_ms=None)
@@ -48,6 +52,10 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["grow", *BASE, "--core-epochs", "-1"], "--core-epochs"),
         (["prune", "--method", "magic"], "--method"),
         (["prune", "--method", "block", *BASE, "--ft-epochs", "-1"], "--ft-epochs"),
+        (["prune", "--method", "block-l1", *BASE, "--baseline", str(baseline), "--target", "0.01"],
+         "out of reach by block removal"),
+        (["prune", "--method", "block-l1", *BASE, "--baseline", str(baseline), "--target", "0.01", "--dry-run"],
+         "out of reach by block removal"),
         (["prune", "--method", "block", *BASE, "--ft-lr", "0"], "--ft-lr"),
         (["prune", "--method", "complexity", *BASE, "--target", "0"], "--target"),
         (["prune", "--method", "complexity", *BASE, "--min-width", "0"], "--min-width"),

@@ -24,7 +24,7 @@ from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from elastic.argtypes import integer, number
-from elastic.errors import BadCheckpoint, ElasticError
+from elastic.errors import BadBudget, BadCheckpoint, ElasticError
 from elastic.profile import symbolic_trace
 
 PROXY_METHODS = ("block-l1", "block-random")
@@ -293,6 +293,14 @@ def run_cli(args: argparse.Namespace) -> None:
     candidates = candidate_blocks(base_model, shape)
     if not candidates:
         raise ElasticError(f"the network in {baseline} has no removable residual blocks left")
+    if not args.max_blocks:
+        # Removing every candidate is the most block pruning can do: a target below that is out of reach.
+        floor = _metric(remove(base_model, candidates), args.budget_metric, spec.input_size)
+        floor /= _metric(base_model, args.budget_metric, spec.input_size)
+        if args.target < floor:
+            raise BadBudget(f"--target {args.target:g} of {args.budget_metric} is out of reach by block removal "
+                            f"for {args.arch}: removing all {len(candidates)} removable blocks keeps {floor:.3f}; "
+                            f"give --target {floor:.2f} or more, or --max-blocks N to stop after N blocks")
     if args.method == "block":
         order, proxy = None, {}
     else:

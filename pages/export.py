@@ -6,6 +6,7 @@ import streamlit as st
 
 from elastic import explore
 from elastic.data import DATASETS
+from elastic.errors import ElasticError
 from elastic.ui import data, models, page, state, widgets
 
 page.start("Export",
@@ -28,7 +29,11 @@ run_id = widgets.pick_one("Configuration", list(by_id), st.session_state.get("ex
 st.session_state["export.run_id"] = run_id
 row = by_id[run_id]
 num_classes = DATASETS.get(dataset).num_classes
-net, weights = models.model(arch, num_classes, row["config"], run_id)
+try:
+    net, weights = models.model(arch, num_classes, row["config"], run_id)
+except ElasticError as err:
+    st.error(f"This row's configuration cannot be built: {err}. Nothing to export.")
+    st.stop()
 trained = weights.startswith("trained")
 (st.success if trained else st.warning)(f"Weights: {weights}." + (
     "" if trained else " The files have this configuration's structure but not its trained accuracy."))

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from elastic import cli, explore
 from elastic.explore import METRICS
-from elastic.results import RESULTS_DIR, load_all
+from elastic.results import RESULTS_DIR, append_row, load_all, read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -308,3 +308,16 @@ def test_the_explorer_loads_without_torch(results):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_export_page_refuses_a_row_whose_config_cannot_be_built(tmp_path, monkeypatch):
+    rows = read_results(RESULTS_DIR / "cifar10.csv").head(1).to_dict("records")
+    impossible = {**rows[0], "run_id": "cifar10/resnet20/baseline/e12/s0/fp32-00000000",
+                  "config": '{"removed_blocks": ["layer9.9"], "shapes": {}}'}
+    append_row(tmp_path / "cifar10.csv", {k: v for k, v in impossible.items() if v is not None and v == v})
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(tmp_path))
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    assert any("cannot be built" in e.value and "layer9.9" in e.value for e in at.error)
+    assert not at.get("download_button")

@@ -5,11 +5,14 @@ from pathlib import Path
 import pytest
 
 from elastic.cli import main
+from elastic.data import load_dataset
 from elastic.models import build_model
 from elastic.results import RESULTS_DIR, append_row, read_results
 from elastic.runs import save_model
+from elastic.train import Recipe, train
 
 BASE = ["--data", "synthetic"]
+RESUMED = ["--batch-size", "64", "--precision", "fp32"]   # the resume file's recipe, less its epochs
 
 
 def _snapshot() -> dict[str, tuple[int, int]]:
@@ -27,6 +30,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
     bom.write_bytes(b"\xef\xbb\xbf" + b'{"removed_blocks": ["layer9.9"]}')
     baseline = tmp / "baseline.pt"
     save_model(baseline, build_model("resnet20", 10), "resnet20", 10, "cifar10")
+    resume = tmp / "resume.pt"           # what `train --checkpoint` writes: a 1-epoch run, batch 64
+    data = load_dataset("cifar10", source="synthetic", synthetic_size=128)
+    train(build_model("resnet20", 10), data.train, data.spec, Recipe(epochs=1, batch_size=64), checkpoint=resume)
     impossible = tmp / "impossible.csv"
     shipped = read_results(RESULTS_DIR / "cifar10.csv").head(1).to_dict("records")[0]
     shipped.update(config='{"removed_blocks": ["layer9.9"], "shapes": {}}', latency_ms=None)
@@ -45,6 +51,12 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["train", *BASE, "--device", "cuda:7"], "cuda"),
         (["train", *BASE, "--precision", "fp16"], "--precision"),
         (["train", *BASE, "--out", str(tmp)], "is a folder"),
+        (["train", *BASE, "--checkpoint", str(baseline)], "is a model checkpoint"),
+        (["train", *BASE, *RESUMED, "--epochs", "1", "--arch", "resnet56", "--checkpoint", str(resume)],
+         "another network"),
+        (["train", *BASE, *RESUMED, "--epochs", "3", "--checkpoint", str(resume)], "epochs 1 there, 3 here"),
+        (["train", *BASE, "--epochs", "1", "--batch-size", "32", "--checkpoint", str(resume)],
+         "batch_size 64 there, 32 here"),
         (["train", *BASE, "--out", str(a_file / "r.csv")], "is a file, not a folder"),
         (["train", *BASE, "--out", str(corrupt)], "corrupt.csv"),
         (["evaluate", "x.pt", *BASE, "--limit", "-5"], "--limit"),

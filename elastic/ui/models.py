@@ -15,6 +15,7 @@ from torch import nn
 
 from elastic import explore
 from elastic.data import DATASETS
+from elastic.deploy import checked_model
 from elastic.errors import ElasticError
 from elastic.methods import complexity
 from elastic.models import ARCHS, build_model
@@ -38,17 +39,19 @@ def input_shape(dataset: str) -> tuple[int, int, int]:
 def model(arch: str, num_classes: int, config_json: str = "", run_id: str = "") -> tuple[nn.Module, str]:
     """The model a results row describes, in eval mode, and where its weights
     came from: the row's checkpoint if it is in the cache, else fresh weights.
-    Shared by every session: never mutate it."""
+    Shared by every session: never mutate it. A config that does not fit the
+    architecture raises ElasticError (the page says so)."""
     config = json.loads(config_json) if config_json else None
+    fresh = checked_model(arch, num_classes, config).eval()     # checked before anything is allocated
     path = checkpoint_path(run_id) if run_id else None
     if path is not None and path.is_file():
         try:
             loaded, _ = load_model(path, arch=arch, num_classes=num_classes)
             return loaded.eval(), f"trained weights from the checkpoint {path}"
         except ElasticError as err:
-            return build_model(arch, num_classes, config).eval(), f"fresh weights: the checkpoint is unusable ({err})"
+            return fresh, f"fresh weights: the checkpoint is unusable ({err})"
     where = f" (looked for {path})" if path is not None else ""
-    return build_model(arch, num_classes, config).eval(), f"fresh, untrained weights: no checkpoint in the cache{where}"
+    return fresh, f"fresh, untrained weights: no checkpoint in the cache{where}"
 
 
 @st.cache_data(show_spinner="Profiling the layers...")

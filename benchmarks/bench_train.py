@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from elastic.data import DATASETS, DataNotFound, load_dataset  # noqa: E402
+from elastic.data import DataNotFound, load_dataset  # noqa: E402
 from elastic.models import build_model  # noqa: E402
 from elastic.precision import cpu_name, native_bf16, resolve  # noqa: E402
 from elastic.sweep import Work, probe_step_seconds  # noqa: E402
@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--archs", nargs="*", default=list(ARCHS), choices=list(ARCHS))
     parser.add_argument("--steps", type=int, default=5, help="pure training steps timed (median)")
     parser.add_argument("--epoch-batches", type=int, default=6, help="batches in the timed epoch slice")
+    parser.add_argument("--bf16", action="store_true",
+                        help="time bf16 too where auto picks fp32 (emulated on a CPU without native bf16)")
     args = parser.parse_args()
 
     auto = resolve("auto", "cpu")
@@ -69,17 +71,16 @@ def main() -> None:
     print("-" * len(header))
     for arch in args.archs:
         dataset, batch = ARCHS[arch]
-        paths = ["fp32"] + ([auto] if auto != "fp32" else [])
+        paths = ["fp32"] + (["bf16"] if auto == "bf16" or args.bf16 else [])
         for precision in paths:
             step = probe_step_seconds(Work(dataset, arch, batch, 1.0), precision, steps=args.steps)
             epoch, source = epoch_images_per_s(arch, dataset, batch, precision, args.epoch_batches)
             step_rate = batch / step
             print(f"{arch:<9} {batch:>5} {precision + ('' if precision != auto else ' (auto)'):<9} "
                   f"{step_rate:>10.0f} {epoch:>11.0f} {step_rate / epoch:>7.2f}x  {source}", flush=True)
-        if auto == "fp32":
-            print(f"{'':<9} {'':>5} auto = fp32 on this CPU (no native bf16): nothing to compare")
-    print(f"images/s of {DATASETS.get('cifar10').name} training at batch 256: an epoch of 45,000 images "
-          f"takes 45,000 / (epoch img/s) seconds")
+        if len(paths) == 1:
+            print(f"{'':<9} {'':>5} auto = fp32 on this CPU: nothing else to compare (--bf16 times bf16 anyway)")
+    print("An epoch of CIFAR-10 (45,000 training images) takes 45,000 / (epoch img/s) seconds.")
 
 
 if __name__ == "__main__":

@@ -150,11 +150,10 @@ POSITIVE = ("params", "macs", "weight_bytes", "peak_act_bytes", "peak_mem_fp32",
 
 
 def _known() -> dict[str, set[str]]:
-    """The names a row's arch, method and dataset may take (the registries)."""
-    from elastic.data import DATASETS
+    """The names a row's arch, method and dataset may take (without torch)."""
+    from elastic.catalog import ARCH_NAMES, DATASET_NAMES
     from elastic.methods import METHODS
-    from elastic.models import ARCHS
-    return {"arch": set(ARCHS.names()), "method": set(METHODS.names()), "dataset": set(DATASETS.names())}
+    return {"arch": set(ARCH_NAMES), "method": set(METHODS.names()), "dataset": set(DATASET_NAMES)}
 
 
 def read_results(path: Path | str, problems: list[str] | None = None) -> pd.DataFrame:

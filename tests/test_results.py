@@ -124,3 +124,10 @@ def test_duplicates_name_both_lines_and_binary_files_say_so(tmp_path):
     path.write_bytes(bytes(range(256)) * 4 + b"\n")
     with pytest.raises(BadResults, match="not a CSV results file"):
         read_results(path)
+
+
+def test_the_torch_free_catalog_matches_the_registries():
+    from elastic.catalog import ARCH_NAMES, DATASET_NAMES
+    from elastic.data import DATASETS
+    from elastic.models import ARCHS
+    assert set(ARCH_NAMES) == set(ARCHS.names()) and set(DATASET_NAMES) == set(DATASETS.names())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import operator
 import time
 from dataclasses import dataclass, field
@@ -300,7 +301,8 @@ def run_cli(args: argparse.Namespace) -> None:
         if args.target < floor:
             raise BadBudget(f"--target {args.target:g} of {args.budget_metric} is out of reach by block removal "
                             f"for {args.arch}: removing all {len(candidates)} removable blocks keeps {floor:.3f}; "
-                            f"give --target {floor:.2f} or more, or --max-blocks N to stop after N blocks")
+                            f"give --target {math.ceil(floor * 100) / 100:.2f} or more, or --max-blocks N to stop "
+                            f"after N blocks")
     if args.method == "block":
         order, proxy = None, {}
     else:

@@ -286,7 +286,7 @@ class SweepReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)   # key -> last lines of its output
     not_started: list[str] = field(default_factory=list)  # left for the next run by stop_after
-    too_long: dict[str, float] = field(default_factory=dict)  # key -> expected seconds, where that exceeded the time left
+    too_long: dict[str, float] = field(default_factory=dict)  # key -> expected seconds, more than the time left
     seconds: float = 0.0
 
 

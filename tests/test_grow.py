@@ -315,7 +315,8 @@ def test_cli_grow_writes_one_row_per_level(baseline_file, tmp_path, capsys) -> N
     rows = read_results(out)
     assert list(rows["level"]) == ["0", "1", "2", "3"] and set(rows["method"]) == {"elastic"}
     # --epochs 2: one epoch for the core, one for each grown level.
-    assert list(rows["run_id"].map(identity.untagged)) == [f"cifar10/resnet20/elastic/c1g1/s0/synthetic/level{k}" for k in range(4)]
+    assert list(rows["run_id"].map(identity.untagged)) == [
+        f"cifar10/resnet20/elastic/c1g1/s0/synthetic/level{k}" for k in range(4)]
     assert list(rows["epochs"]) == [1, 2, 3, 4] and set(rows["label"]) == {"test"}
     assert list(rows["macs"]) == sorted(set(rows["macs"])) and rows["acc_before_ft"].notna().all()
     checkpoint = None

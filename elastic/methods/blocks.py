@@ -327,7 +327,8 @@ def run_cli(args: argparse.Namespace) -> None:
     def write_row(model: nn.Module, step: int, seconds: float, details: dict, **extra) -> dict:
         row = result_row(model, args.arch, data, run_id=f"{prefix}/step{step}", method=args.method,
                          device=device, seed=args.seed, epochs=args.ft_epochs if step else 0,
-                         seconds=seconds, precision=precision, recipe={**recipe.to_dict(), **options}, target=args.target,
+                         seconds=seconds, precision=precision, recipe={**recipe.to_dict(), **options},
+                         target=args.target,
                          level=str(step), label=args.label, schedule=base_state["schedule"],
                          details={**details, "budget_metric": args.budget_metric, "target": args.target},
                          **extra)

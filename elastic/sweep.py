@@ -307,12 +307,15 @@ def run_job_here(argv: tuple[str, ...]) -> tuple[int, str]:
     from elastic.cli import main
 
     out = io.StringIO()
+    saved, sys.argv = sys.argv, ["elastic", *argv]     # the rows record the job's command, not the sweep's
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             code = main(list(argv))
         except Exception:  # a bug in one job must not stop the sweep
             traceback.print_exc()
             code = 1
+        finally:
+            sys.argv = saved
     return code, _tail(out.getvalue())
 
 

@@ -43,6 +43,8 @@ def test_smoke_grid_runs_end_to_end(tmp_path):
     assert not report.failed, report.failed
     frame = read_results(out)
     assert frame["method"].value_counts().to_dict() == SMOKE_ROWS
+    assert all(c.startswith(("python -m elastic train", "python -m elastic prune", "python -m elastic grow"))
+               for c in frame["command"])                  # each row names its job's command, not the sweep's
     assert finished(out) == {j.key for j in smoke_jobs(out)}
     again = run_sweep(smoke_jobs(out), out)          # everything done: nothing runs
     assert again.ran == [] and len(again.skipped) == len(smoke_jobs(out))

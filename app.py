@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from elastic.ui import page
+
 HERE = Path(__file__).resolve().parent
 # Titles and icons of the known pages, in menu order; the first is the default.
 # Any other script in pages/ is listed after them under its file name.
@@ -28,4 +30,5 @@ pages = []
 for i, name in enumerate(order):
     title, icon = KNOWN.get(name, (name.replace("_", " ").capitalize(), ":material/article:"))
     pages.append(st.Page(f"pages/{name}.py", title=title, icon=icon, default=(i == 0)))
+page.warm_up()          # torch and the methods load in the background for the other pages
 st.navigation(pages).run()

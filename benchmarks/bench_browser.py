@@ -1,17 +1,22 @@
-"""Slider-to-render time of the explorer in a real browser.
+"""How fast the app answers in a real browser.
 
-Starts `streamlit run app.py` on a free port, opens the explorer in Debian's
-chromium (Playwright), then moves the budget slider one step at a time with the
-keyboard and times each move until the card shows the new budget AND the plot
-has redrawn its budget line at it. Prints the first-page time and p50 / p95 of
-the moves.
+Starts `streamlit run app.py` on a free port and drives Debian's chromium with
+Playwright. Prints, with the machine's load average:
+- cold start: a fresh browser opening the explorer on a freshly started server,
+  until the card and every plot are drawn;
+- slider: the budget slider moved one step at a time with the keyboard, each
+  move timed until the card shows the new budget AND the plot's budget line is
+  labelled with it (card and plots agree), p50 / p95;
+- page switch: a click on each page in the menu, until its title is shown and
+  the page has finished running, p50 / p95.
 
-    python benchmarks/bench_slider.py                       # the shipped cached_results/
-    python benchmarks/bench_slider.py --results DIR --moves 40
+    python benchmarks/bench_browser.py                       # the shipped cached_results/
+    python benchmarks/bench_browser.py --results DIR --moves 40 --switches 2
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -25,7 +30,7 @@ from elastic import explore  # noqa: E402
 from elastic.results import RESULTS_DIR, load_all  # noqa: E402
 from test_browser import CARD, CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 
-# True once the card shows a budget and the plot's budget label shows the same one.
+# True once the card shows a budget and a plot's budget label shows the same one.
 RENDERED = """([card, old]) => {
   const text = document.querySelector(card)?.innerText;
   if (!text || text === old) return false;
@@ -33,6 +38,16 @@ RENDERED = """([card, old]) => {
   if (!m) return false;
   return [...document.querySelectorAll('.annotation-text')].some(e => e.textContent === 'budget ' + m[1]);
 }"""
+# True once the page's title is `title` and Streamlit is not running the script.
+PAGE_DONE = """(title) => {
+  const h1 = document.querySelector('h1');
+  if (!h1 || !h1.innerText.startsWith(title)) return false;
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  return !status || !status.innerText.includes('Running');
+}"""
+PAGES = ("Layer complexity", "Block pruning", "Elastic networks", "Compare with the papers", "Run it",
+         "Export", "Check a checkpoint", "Explorer")
+MENU = {"Compare with the papers": "Compare with papers"}     # menu label where it differs from the title
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -40,13 +55,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+def spread(values: list[float], unit: str) -> str:
+    return (f"p50 {statistics.median(values):.0f} {unit}, p95 {percentile(values, 95):.0f} {unit}, "
+            f"min {min(values):.0f}, max {max(values):.0f} ({len(values)} samples)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="results folder (default: %(default)s)")
-    parser.add_argument("--moves", type=int, default=20, help="slider moves to time (default: %(default)s)")
+    parser.add_argument("--moves", type=int, default=30, help="slider moves to time (default: %(default)s)")
+    parser.add_argument("--switches", type=int, default=2, help="rounds through every page (default: %(default)s)")
     parser.add_argument("--dataset", default=None, help="default: the first dataset with results")
     parser.add_argument("--arch", default=None, help="default: the architecture with the most rows")
     args = parser.parse_args()
+    if args.moves < 1 or args.switches < 0:
+        parser.error("--moves must be at least 1 and --switches at least 0")
 
     from playwright.sync_api import sync_playwright
 
@@ -57,8 +80,9 @@ def main() -> int:
         return 2
     dataset = args.dataset or explore.datasets(frame)[0]
     arch = args.arch or explore.archs(frame, dataset)[0]
-    rows = explore.select(frame, dataset=dataset, arch=arch)
+    rows = explore.configurations(explore.select(frame, dataset=dataset, arch=arch))
     print(f"{args.results}: {len(frame)} rows; exploring {arch} on {dataset} ({len(rows)} configurations)")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
 
     with tempfile.TemporaryDirectory() as tmp, streamlit_server(args.results, Path(tmp) / "streamlit.log") as url, \
             sync_playwright() as p:
@@ -68,21 +92,35 @@ def main() -> int:
         page.goto(f"{url}/?dataset={dataset}&arch={arch}&metric=macs")
         card = page.locator(CARD)
         card.wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
-        first = time.perf_counter() - started
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
+                               timeout=60_000, polling="raf")
+        cold = time.perf_counter() - started
+
         slider = page.get_by_role("slider").first
         slider.focus()
-        times = []
+        moves = []
         for _ in range(args.moves):
             old = card.inner_text()
             t0 = time.perf_counter()
             page.keyboard.press("ArrowLeft")
             page.wait_for_function(RENDERED, arg=[CARD, old], timeout=30_000, polling="raf")
-            times.append((time.perf_counter() - t0) * 1000)
+            moves.append((time.perf_counter() - t0) * 1000)
+
+        switches = []
+        for _ in range(args.switches):
+            for title in PAGES:
+                t0 = time.perf_counter()
+                page.get_by_role("link", name=MENU.get(title, title), exact=True).click()
+                page.wait_for_function(PAGE_DONE, arg=title, timeout=60_000, polling="raf")
+                switches.append((time.perf_counter() - t0) * 1000)
         browser.close()
-    print(f"first page (card and plot shown): {first:.2f} s")
-    print(f"slider -> card and plot updated, {len(times)} moves: p50 {statistics.median(times):.0f} ms, "
-          f"p95 {percentile(times, 95):.0f} ms, min {min(times):.0f} ms, max {max(times):.0f} ms")
+        log = (Path(tmp) / "streamlit.log").read_text()
+    print(f"cold start (fresh browser, fresh server, until the card and 4 plots are drawn): {cold:.2f} s")
+    print(f"slider -> card and plots agree on the new budget: {spread(moves, 'ms')}")
+    if switches:
+        print(f"page switch (menu click -> page done): {spread(switches, 'ms')}")
+    print(f"server log: {len(log.splitlines())} lines, {log.count('Inotify')} 'Inotify' warnings")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

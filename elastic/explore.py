@@ -89,6 +89,15 @@ def format_bytes(value: float) -> str:
     return format_quantity(value, METRICS["memory"])
 
 
+def as_shown(values: pd.Series, digits: int = 3) -> pd.Series:
+    """Values rounded to `digits` significant digits, as format_quantity shows
+    them (40,813,184 -> 40,800,000); zero and NaN stay as they are."""
+    x = values.astype(float)
+    magnitude = np.floor(np.log10(np.abs(x.where(x != 0, 1.0))))
+    scale = 10.0 ** (magnitude - digits + 1)
+    return (x / scale).round() * scale
+
+
 def _significant(x: float, digits: int = 3) -> str:
     """Three significant digits without scientific notation: 40.8, 272, 1.09, 0.5."""
     if x == 0:
@@ -197,7 +206,7 @@ class Choices:
         return cls(dataset=params.get("dataset", ""), arch=params.get("arch", ""),
                    methods=items("methods"), modes=modes,
                    metric=metric if metric in METRICS else "macs",
-                   budget=parse_number(params.get("budget")) if metric in METRICS else None,
+                   budget=_budget(params.get("budget")) if metric in METRICS else None,
                    device=params.get("device", ""),
                    precision=precision if precision in PRECISIONS else "int8",
                    schedule=params.get("schedule", ""))
@@ -207,6 +216,12 @@ class Choices:
         if "metric" in changes and changes["metric"] != self.metric and "budget" not in changes:
             changes["budget"] = None
         return replace(self, **changes)
+
+
+def _budget(text: Any) -> float | None:
+    """A budget from a link: a finite number of at least 0, else None (no limit)."""
+    value = parse_number(text)
+    return value if value is not None and value >= 0 else None
 
 
 # ---- the results table for exploring ------------------------------------------------
@@ -224,7 +239,27 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     for col in out.columns.difference(_NUMERIC):
         out[col] = [str(v) if present(v) else "" for v in out[col]]
+    if "level" in out:        # "1.0" from a float column reads as step 1
+        out["level"] = [str(int(float(v))) if v.replace(".", "", 1).isdigit() else v for v in out["level"]]
+    out["unpruned"] = unpruned(out) if len(out) else pd.Series(dtype=bool)
     return out.reset_index(drop=True)
+
+
+def unpruned(frame: pd.DataFrame) -> pd.Series:
+    """True for rows of a method that hold the unpruned network itself: the same
+    parameters and MACs as a baseline row of their dataset and architecture (a
+    block-pruning run's step 0, an elastic model at full width). Such a row is
+    the baseline: never a method's configuration, its best, or an export entry."""
+    base = frame[frame["method"] == "baseline"][["dataset", "arch", "params", "macs"]].drop_duplicates()
+    key = pd.MultiIndex.from_frame(frame[["dataset", "arch", "params", "macs"]])
+    same = key.isin(pd.MultiIndex.from_frame(base)) if len(base) else np.zeros(len(frame), dtype=bool)
+    return pd.Series(same & (frame["method"] != "baseline").to_numpy(), index=frame.index)
+
+
+def configurations(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a user chooses among: every baseline and every compressed
+    network, without the methods' own rows of the unpruned network."""
+    return frame[~frame["unpruned"]] if "unpruned" in frame else frame
 
 
 def datasets(frame: pd.DataFrame) -> list[str]:
@@ -263,7 +298,7 @@ def select(frame: pd.DataFrame, *, dataset: str, arch: str = ALL_ARCHS,
            methods: Iterable[str] | None = None, modes: Iterable[str] | None = None,
            schedule: str | None = None) -> pd.DataFrame:
     """Rows of one dataset, one architecture (or all), the chosen methods, the
-    chosen complexity modes (rows without a mode always stay) and one training
+    chosen complexity modes (rows of other methods always stay) and one training
     schedule (None: every schedule)."""
     keep = frame["dataset"] == dataset
     if schedule is not None:
@@ -272,8 +307,8 @@ def select(frame: pd.DataFrame, *, dataset: str, arch: str = ALL_ARCHS,
         keep &= frame["arch"] == arch
     if methods is not None:
         keep &= frame["method"].isin(list(methods))
-    if modes is not None:
-        keep &= (frame["mode"] == "") | frame["mode"].isin(list(modes))
+    if modes is not None:        # only complexity-driven rows are told apart by their mode
+        keep &= ~frame["method"].map(has_modes).astype(bool) | frame["mode"].isin(list(modes))
     return frame[keep]
 
 
@@ -284,24 +319,50 @@ def missing_methods(frame: pd.DataFrame, *, dataset: str, arch: str = ALL_ARCHS)
     return [name for name in METHODS.names() if name not in present]
 
 
+GRID_DATASETS = ("cifar10", "imagenette")     # the datasets `sweep --grid cpu` covers
+
+
+def run_commands(dataset: str, arch: str) -> list[str]:
+    """The commands that make rows for an architecture and dataset that has none:
+    its baseline, then (where the CPU grid covers the dataset) every method."""
+    commands = [f"python -m elastic train --arch {arch} --dataset {dataset} --epochs 12"]
+    if dataset in GRID_DATASETS:
+        commands.append(f"python -m elastic sweep --grid cpu --archs {arch}")
+    return commands
+
+
 def method_label(name: str) -> str:
     return METHODS.get(name).label if name in METHODS else name
 
 
 def describe(row: dict[str, Any]) -> str:
-    """One line saying which configuration a row is: method, mode, target, level,
-    architecture, epochs."""
-    parts = [method_label(row["method"])]
-    if row.get("mode"):
-        parts.append(str(row["mode"]))
-    if present(row.get("target")):
-        parts.append(f"target {row['target']:g}")
-    if row.get("level"):
-        parts.append(f"level {row['level']}")
+    """One line saying which configuration a row is: method, mode (complexity
+    rows only), target, step (block pruning) or level (elastic), architecture,
+    epochs. The unpruned network is "Baseline" whichever run measured it."""
+    if row.get("unpruned"):
+        parts = [f"Baseline (the unpruned network, measured by {method_label(row['method'])})"]
+    else:
+        parts = [method_label(row["method"])]
+        if row.get("mode") and has_modes(row["method"]):
+            parts.append(str(row["mode"]))
+        if present(row.get("target")):
+            parts.append(f"target {row['target']:g}")
+        if row.get("level"):
+            parts.append(f"{stage_word(row['method'])} {row['level']}")
     parts.append(row["arch"])
     if present(row.get("epochs")):
         parts.append(epochs_text(row["epochs"]))
     return " · ".join(parts)
+
+
+def has_modes(method: str) -> bool:
+    """Whether the method's rows are told apart by a complexity mode (PA/FA/MA)."""
+    return method in METHODS and METHODS.get(method).modes
+
+
+def stage_word(method: str) -> str:
+    """What a method's "level" column counts: "step" for block pruning, "level" for elastic."""
+    return (METHODS.get(method).stage if method in METHODS else "") or "level"
 
 
 def epochs_text(epochs: float) -> str:
@@ -407,9 +468,11 @@ def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
     Ties on validation accuracy go to the lower cost (the metric, then MACs), then
     the run_id, never to the better test accuracy, so the test split plays no part
     in the choice and the choice never depends on row order. A configuration at
-    exactly the budget is under it (with a relative tolerance for rounding)."""
+    exactly the budget is under it: its cost is compared as the page shows it
+    (three significant digits, so a 40.8 M budget takes the network shown as
+    40.8 M MACs), with a relative tolerance for float rounding."""
     measured = rows.dropna(subset=[metric.column, "test_acc"])
-    under = measured[measured[metric.column] <= budget * (1 + BUDGET_TOLERANCE)]
+    under = measured[as_shown(measured[metric.column]) <= budget * (1 + BUDGET_TOLERANCE)]
     fitting = under
     if device is not None:
         mask = [device_fit(row, device)[precision].fits for row in under.to_dict("records")]
@@ -587,11 +650,12 @@ def present(value: Any) -> bool:
 
 # ---- query parameters of a shared link -----------------------------------------------
 
-def query_problems(params: Mapping[str, Any], datasets: Iterable[str], archs: Iterable[str]) -> list[str]:
+def query_problems(params: Mapping[str, Any], datasets: Iterable[str], archs: Iterable[str], *,
+                   where: str = "") -> list[str]:
     """One message per query parameter a page cannot use (it falls back to a
-    default for it): a dataset or architecture outside `datasets` / `archs` (the
-    choices the page offers), an unknown budget metric, and a budget that is not
-    a finite number >= 0."""
+    default for it): a dataset outside `datasets`, an architecture outside
+    `archs` (those that take the images of the dataset `where`), an unknown
+    budget metric, and a budget that is not a finite number >= 0."""
     def value(key: str) -> str:
         got = params.get(key, "")
         return str(got[0] if isinstance(got, (list, tuple)) and got else got)
@@ -602,14 +666,12 @@ def query_problems(params: Mapping[str, Any], datasets: Iterable[str], archs: It
     if dataset and dataset not in datasets:
         problems.append(f"Dataset {dataset!r} from the link is not available here; choices: {', '.join(datasets)}.")
     if arch and arch not in archs and arch != ALL_ARCHS:
-        problems.append(f"Architecture {arch!r} from the link is not available here; choices: {', '.join(archs)}.")
+        takes = f" for {where}" if where else ""
+        problems.append(f"Architecture {arch!r} from the link is not available{takes}; showing {archs[0]} "
+                        f"instead. Choices: {', '.join(archs)}." if archs else
+                        f"Architecture {arch!r} from the link is not available{takes}.")
     if metric and metric not in METRICS:
         problems.append(f"Unknown budget metric {metric!r} in the link; known: {', '.join(METRICS)}.")
-    if budget:
-        try:
-            number = float(budget)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number) or number < 0:
-            problems.append(f"The budget {budget!r} in the link is not a number of at least 0; it is ignored.")
+    if budget and _budget(budget) is None:
+        problems.append(f"The budget {budget!r} in the link is not a number of at least 0; it is ignored.")
     return problems

@@ -4,7 +4,7 @@ candidates, and the removable blocks of a network computed live."""
 import streamlit as st
 
 from elastic import explore
-from elastic.ui import blocks_view, data, models, page, state, widgets
+from elastic.ui import blocks_view, data, page, state, widgets
 
 page.start("Block pruning",
            "Direct block pruning takes each removable residual block out in turn, measures the validation "
@@ -14,7 +14,7 @@ page.start("Block pruning",
 frame = data.shown_results()
 
 choice = state.choices()
-dataset, arch = models.pick_dataset_and_arch(choice)
+dataset, arch = widgets.pick_dataset_and_arch(choice)
 
 live = blocks_view.live_candidates(arch, dataset)
 steps = blocks_view.block_steps(frame, dataset, arch)
@@ -52,7 +52,7 @@ else:
     cells = st.columns(4)
     cells[0].metric("Blocks removed", f"{int(last['step'])}")
     cells[1].metric("Test accuracy after the last step", f"{last['test acc (%)']:.2f}%",
-                    f"{last['test acc (%)'] - table.iloc[0]['test acc (%)']:+.2f} pts vs step 0")
+                    f"{last['test acc (%)'] - table.iloc[0]['test acc (%)']:+.2f} pts vs the baseline (step 0)")
     cells[2].metric("MACs kept", f"{last['MACs kept']:.1%}")
     cells[3].metric("Parameters kept", f"{last['params kept']:.1%}")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -84,7 +84,7 @@ if not live.empty:
     cells[0].metric("Removable blocks", f"{len(live)}")
     cells[1].metric("Their share of the MACs", f"{live['MACs share'].sum():.1%}")
     cells[2].metric("Their share of the parameters", f"{live['params share'].sum():.1%}")
-    shown = live.assign(**{"removed at step": [order.get(b) for b in live["block"]]}) if order else live
+    shown = live.assign(**{"removed at step": [str(order.get(b, "stays")) for b in live["block"]]}) if order else live
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "MACs share": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
         "params share": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),

@@ -11,18 +11,19 @@ page.start("Compare with the papers",
            "Our measurements (left) are rows of the results tables. The papers' claims (right) are quoted "
            "from the papers, under their own set-ups: they are not measured here and are never plotted.")
 
-frame = data.shown_results(f"No results yet in `{data.results_dir()}`: nothing measured to compare.")
+frame = explore.configurations(data.shown_results())
 
 choice = state.choices()
-with st.sidebar:
-    dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
-    arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=False)
+dataset, arch = widgets.pick_dataset_and_arch(choice)
 metric = widgets.pick_metric(choice.metric, label="Accuracy against", key="compare.metric")
-state.remember(choice.update(dataset=dataset, arch=arch, metric=metric.key, budget=choice.budget
-                             if metric.key == choice.metric else None), share=("dataset", "arch", "metric"))
+state.remember(state.choices().update(metric=metric.key, budget=choice.budget
+                                      if metric.key == choice.metric else None), share=("dataset", "arch", "metric"))
 
 rows = explore.select(frame, dataset=dataset, arch=arch)
-st.plotly_chart(figures.tradeoff_figure(rows, [metric], columns=1, height=460), width="stretch",
+if rows.empty:
+    widgets.not_yet_run(dataset, [arch])
+    st.stop()
+st.plotly_chart(figures.tradeoff_figure(rows, metric, height=460), width="stretch",
                 config={"displaylogo": False})
 
 measured = {r["method"]: r for r in explore.measured_summary(frame, rows).to_dict("records")}

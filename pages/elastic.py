@@ -93,8 +93,9 @@ for guess, truth in zip(predicted, shown.labels.tolist()):
     captions.append(f"{live.classes[guess]} ✓" if guess == truth
                     else f"{live.classes[guess]} ✗ (true: {live.classes[truth]})")
 st.image(elastic_view.thumbnails(shown.images), caption=captions, width=96)
-with st.expander(f"Channels at level {level}"):
-    st.json(model.level_config(level))
+with st.expander(f"Channels at level {level}, per stage"):
+    st.dataframe(elastic_view.stage_widths(str(path), mtime, level), hide_index=True, width="stretch",
+                 column_config={"kept": st.column_config.NumberColumn("channels kept", format="percent")})
 
 st.subheader("Accuracy per level, as the runs recorded it")
 rows = elastic_view.level_rows(frame, dataset, arch)

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from elastic import explore
+from elastic import catalog, explore
 from elastic.ui import cards, data, figures, page, state, widgets
 
 page.start("Explorer",
@@ -13,29 +13,29 @@ page.start("Explorer",
            "Set a budget or pick a device: of the configurations that fit, the one with the best validation accuracy "
            "is ringed and explained, with its test accuracy.")
 
-frame = data.shown_results(f"No results yet in `{data.results_dir()}`. Train a baseline to start, e.g. "
-                           "`python -m elastic train --arch resnet20 --epochs 12 --label 'short CPU schedule'`.")
+frame = explore.configurations(data.shown_results())
 
 choice = state.choices()
-for problem in explore.query_problems(st.query_params.to_dict(), explore.datasets(frame),
-                                      sorted(set(frame["arch"]))):
-    st.warning(problem)
 with st.sidebar:
-    dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
+    dataset = widgets.pick_dataset(catalog.DATASET_NAMES, choice.dataset)
+    offered = catalog.archs_for(dataset)
+    for problem in explore.query_problems(st.query_params.to_dict(), catalog.DATASET_NAMES, offered, where=dataset):
+        st.warning(problem)
     schedule = widgets.pick_one(
         "Training schedule", explore.schedules(frame, dataset), choice.schedule or None, key="pick.schedule",
         help="Rows of one schedule at a time: a network trained for 12 epochs is never on one front with one "
              "trained for 60. Pruned networks that start from a baseline belong to their baseline's schedule.")
     scheduled = explore.select(frame, dataset=dataset, schedule=schedule)
-    arch = widgets.pick_arch(explore.archs(scheduled, dataset), choice.arch, allow_all=True)
+    arch = widgets.pick_arch(offered, choice.arch, allow_all=True)
     here = explore.select(scheduled, dataset=dataset, arch=arch)
     present = [m for m in explore.METHODS.names() if m in set(here["method"])]
     methods = widgets.pick_many("Methods", present, choice.methods, key="pick.methods",
-                                format_func=explore.method_label)
+                                format_func=explore.method_label, pills=True)
     modes = choice.modes
-    if (here["mode"] != "").any():
-        modes = widgets.pick_many("Complexity modes", explore.MODES, choice.modes, key="pick.modes",
-                                  help="PA: parameter-aware, FA: FLOPs-aware, MA: memory-aware.")
+    if here["method"].map(explore.has_modes).any():
+        modes = widgets.pick_many("Complexity modes", explore.MODES, choice.modes, key="pick.modes", pills=True,
+                                  help="Complexity-driven pruning only. PA: parameter-aware, FA: FLOPs-aware, "
+                                       "MA: memory-aware.")
 rows = explore.select(here, dataset=dataset, methods=methods, modes=modes)
 
 state.remember(choice.update(dataset=dataset, schedule=schedule, arch=arch,
@@ -47,7 +47,7 @@ def budget_view(rows: pd.DataFrame) -> None:
     """The budget, the card and the plots: a fragment, so moving the slider
     reruns only this part, not the pickers and tables around it."""
     choice = state.choices()
-    left, middle, right = st.columns([1.2, 3, 1.8])
+    left, middle, right = st.columns([1.6, 3, 1.8])
     metric = widgets.pick_metric(choice.metric, where=left)
     device = widgets.pick_device(data.devices(), choice.device, where=right)
     precision = widgets.pick_precision(choice.precision, where=right) if device else choice.precision
@@ -71,9 +71,14 @@ def budget_view(rows: pd.DataFrame) -> None:
 
     plotted = [explore.METRICS["memory_int8" if metric.key == "memory_int8" and key == "memory" else key]
                for key in explore.PLOTTED]
-    st.plotly_chart(figures.tradeoff_figure(rows, plotted, budget_metric=metric, budget=budget, best=pick.row),
-                    width="stretch", config={"displaylogo": False})
-    legend = ("Marker shape: ● no mode, ■ PA, ◆ FA, ▲ MA. Lines: each method's Pareto front. "
+    st.html(figures.legend_html(rows["method"], best=pick.row is not None))
+    for pair in (plotted[:2], plotted[2:]):
+        for cell, shown in zip(st.columns(2), pair):
+            cell.plotly_chart(figures.tradeoff_figure(rows, shown, budget=budget if shown.key == metric.key else None,
+                                                      best=pick.row, legend=False),
+                              width="stretch", config={"displaylogo": False}, key=f"plot.{shown.key}")
+    legend = ("Complexity-driven rows' marker shape: ■ PA, ◆ FA, ▲ MA (● every other row). Lines: each "
+              "method's Pareto front. "
               "Dashed: the budget. Red ring: the chosen configuration. Hover a point for its configuration.")
     unmeasured = int(rows["latency_ms"].isna().sum())
     if unmeasured:
@@ -82,6 +87,11 @@ def budget_view(rows: pd.DataFrame) -> None:
     st.caption(legend)
 
 
+if here.empty:
+    state.remember(choice.update(dataset=dataset, schedule=schedule, arch=arch),
+                   share=("dataset", "schedule", "arch"))
+    widgets.not_yet_run(dataset, [arch] if arch != explore.ALL_ARCHS else offered)
+    st.stop()
 budget_view(rows)
 
 missing = explore.missing_methods(scheduled, dataset=dataset, arch=arch)
@@ -89,8 +99,12 @@ if missing:
     where = f"{'any architecture' if arch == explore.ALL_ARCHS else arch} on {dataset}"
     st.info(f"**Not yet run** for {where}: " + ", ".join(explore.method_label(m) for m in missing)
             + ". Nothing is shown or estimated for them.")
+if arch == explore.ALL_ARCHS:
+    unrun = [a for a in offered if a not in set(scheduled["arch"])]
+    if unrun:
+        widgets.not_yet_run(dataset, unrun)
 
 st.subheader("How these numbers were made")
-st.dataframe(explore.how_made(rows), hide_index=True, width="content")
+st.table(explore.how_made(rows), hide_index=True)
 with st.expander("Provenance of every row shown"):
     st.dataframe(rows[explore.PROVENANCE], hide_index=True, width="stretch")

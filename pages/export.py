@@ -13,16 +13,13 @@ page.start("Export",
            "Pick a measured configuration; it is rebuilt from its stored architecture config and exported "
            "for deployment. Trained weights are used when the run's checkpoint is in the cache.")
 
-frame = data.shown_results(f"No results yet in `{data.results_dir()}`: nothing to export. "
-                           "Train or prune a model first.")
-
-choice = state.choices()
-with st.sidebar:
-    dataset = widgets.pick_dataset(explore.datasets(frame), choice.dataset)
-    arch = widgets.pick_arch(explore.archs(frame, dataset), choice.arch, allow_all=False)
-state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+frame = explore.configurations(data.shown_results())
+dataset, arch = widgets.pick_dataset_and_arch(state.choices())
 
 rows = explore.select(frame, dataset=dataset, arch=arch).sort_values("test_acc", ascending=False)
+if rows.empty:
+    widgets.not_yet_run(dataset, [arch])
+    st.stop()
 by_id = {row["run_id"]: row for row in rows.to_dict("records")}
 run_id = widgets.pick_one("Configuration", list(by_id), st.session_state.get("export.run_id"), key="export.pick",
                           format_func=lambda r: f"{by_id[r]['test_acc']:.2f}% · {explore.describe(by_id[r])}")

@@ -6,7 +6,7 @@ from elastic import explore
 from elastic.data import DATASETS
 from elastic.models import ARCHS
 from elastic.errors import ElasticError
-from elastic.ui import figures, models, page, state
+from elastic.ui import figures, models, page, state, widgets
 
 NAMES = {"params": "parameters", "macs": "MACs", "memory": "memory", "peak_memory": "peak memory"}
 
@@ -18,7 +18,7 @@ page.start("Layer complexity",
 choice = state.choices()
 for problem in explore.query_problems(st.query_params.to_dict(), DATASETS.names(), ARCHS.names()):
     st.warning(problem)
-dataset, arch = models.pick_dataset_and_arch(choice)
+dataset, arch = widgets.pick_dataset_and_arch(choice)
 
 layers, totals = models.layer_table(arch, dataset)
 cells = st.columns(4)

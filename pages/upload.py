@@ -5,7 +5,7 @@ import streamlit as st
 
 from elastic.checks import MAX_UPLOAD_BYTES
 from elastic.errors import ElasticError
-from elastic.ui import models, page, state, upload
+from elastic.ui import page, state, upload, widgets
 
 page.start("Check a checkpoint",
            "Upload a checkpoint saved by `python -m elastic train`, `prune` or `elastic.runs.save_model`. "
@@ -13,7 +13,7 @@ page.start("Check a checkpoint",
            "you pick, and profiled. Nothing is kept after your session.")
 
 choice = state.choices()
-dataset, arch = models.pick_dataset_and_arch(choice)
+dataset, arch = widgets.pick_dataset_and_arch(choice)
 
 uploaded = st.file_uploader(f"Checkpoint of a {arch} for {dataset} (at most {MAX_UPLOAD_BYTES // 2 ** 20} MB)",
                             type=["pt", "pth", "ckpt"], max_upload_size=MAX_UPLOAD_BYTES // 2 ** 20,

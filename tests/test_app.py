@@ -85,8 +85,8 @@ def query(at: AppTest, name: str) -> str:
 
 
 def expected(frame, *, dataset="cifar10", arch="resnet20", metric="macs", budget=math.inf, **kw):
-    rows = explore.select(frame, dataset=dataset, arch=arch, methods=kw.pop("methods", None),
-                          modes=kw.pop("modes", None))
+    rows = explore.configurations(explore.select(frame, dataset=dataset, arch=arch,
+                                                 methods=kw.pop("methods", None), modes=kw.pop("modes", None)))
     return explore.best_under_budget(rows, METRICS[metric], budget, **kw)
 
 
@@ -134,12 +134,12 @@ def test_moving_the_budget_changes_the_highlighted_configuration(results, frame)
 
 def test_pickers_change_the_rows_and_the_choice(results, frame):
     at = app()
-    widget(at.multiselect, "Methods").set_value(["baseline"]).run()
+    widget(at.button_group, "Methods").set_value(["baseline"]).run()
     assert not at.exception
     assert expected(frame, methods=["baseline"]).row["run_id"] in card(at)
 
     at = app()
-    widget(at.multiselect, "Complexity modes").set_value(["PA"]).run()
+    widget(at.button_group, "Complexity modes").set_value(["PA"]).run()
     pick = expected(frame, modes=["PA"])
     assert pick.row["run_id"] in card(at) and "complexity/FA/" not in card(at)
 
@@ -216,7 +216,8 @@ def test_unreadable_result_files_are_reported_and_the_rest_still_shown(results, 
 def test_every_page_copes_with_no_results(tmp_path, monkeypatch):
     monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(tmp_path))
     at = app()
-    assert not at.exception and any("No results yet" in i.value for i in at.info)
+    assert not at.exception and any("Not yet run" in i.value and "resnet20 on cifar10" in i.value for i in at.info)
+    assert "python -m elastic train --arch resnet20 --dataset cifar10 --epochs 12" in at.code[0].value
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, page
@@ -283,7 +284,8 @@ def test_run_page_trains_in_the_background_and_falls_back_to_synthetic(results, 
         at.run()
         assert not at.exception
     assert any("synthetic images" in w.value and "not on disk" in w.value for w in at.warning)
-    assert any("trained from scratch for 1 epoch on 400 images" in m.value for m in at.markdown)
+    assert any("trained from scratch on synthetic images, for 1 epoch on 400 images" in m.value
+               for m in at.markdown)
 
 
 # ---- the shipped results ---------------------------------------------------------------

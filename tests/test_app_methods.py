@@ -110,7 +110,7 @@ def test_blocks_page_shows_the_steps_chart_heatmap_and_live_candidates(runs):
     assert len(run.options) == 2
     table = at.dataframe[0].value
     assert table["step"].tolist() == [0, 1, 2]
-    assert table["removed"].tolist() == ["(start)"] + [d["removed_now"] for d in details[1:]]
+    assert table["removed"].tolist() == ["nothing (the baseline)"] + [d["removed_now"] for d in details[1:]]
     assert table["test acc (%)"].tolist() == pytest.approx(direct["test_acc"].tolist())
     assert table["MACs (M)"].tolist() == pytest.approx((direct["macs"] / 1e6).tolist())
     shown = metrics(at)
@@ -137,8 +137,8 @@ def test_blocks_page_shows_the_steps_chart_heatmap_and_live_candidates(runs):
     live = at.dataframe[-1].value                                 # computed from the model, no training
     assert live["block"].tolist() == blocks.candidate_blocks(build_model("resnet20", 10))
     removed = details[-1]["removed"]
-    assert {b: s for b, s in zip(live["block"], live["removed at step"]) if pd.notna(s)} == {
-        name: i + 1 for i, name in enumerate(removed)}
+    assert dict(zip(live["block"], live["removed at step"])) == {       # "stays": never a None cell
+        name: str(removed.index(name) + 1) if name in removed else "stays" for name in live["block"]}
     assert shown["Removable blocks"] == str(len(live))
     assert shown["Their share of the MACs"] == f"{live['MACs share'].sum():.1%}"
 

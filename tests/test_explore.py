@@ -320,3 +320,57 @@ def test_ties_on_validation_accuracy_go_to_the_lower_cost_never_to_test_accuracy
 def test_a_configuration_at_exactly_the_budget_is_under_it():
     rows = make_rows(dict(macs=40813184, test_acc=84.17))
     assert explore.best_under_budget(rows, METRICS["macs"], 40813184 * (1 - 1e-12)).row is not None
+    # As the page shows it: a 40.8 M budget takes the network shown as 40.8 M MACs, not one shown as 40.9 M.
+    assert explore.best_under_budget(rows, METRICS["macs"], 40.8e6).row is not None
+    assert explore.best_under_budget(make_rows(dict(macs=40.86e6)), METRICS["macs"], 40.8e6).row is None
+
+
+def test_a_negative_or_malformed_budget_in_a_link_is_ignored_as_the_warning_says():
+    assert Choices.from_query({"metric": "macs", "budget": "-5"}).budget is None
+    problems = explore.query_problems({"budget": "-5"}, ["cifar10"], ["resnet20"])
+    assert problems == ["The budget '-5' in the link is not a number of at least 0; it is ignored."]
+    assert Choices.from_query({"metric": "macs", "budget": "0"}).budget == 0.0
+
+
+def test_the_unpruned_network_is_the_baseline_never_a_methods_configuration():
+    rows = make_rows(dict(method="baseline", mode="", test_acc=92.0),
+                     dict(method="block", target=0.5, level="0", epochs=0, test_acc=92.0),   # step 0: the baseline
+                     dict(method="block", target=0.5, level="1", macs=30e6, params=200_000),
+                     dict(method="elastic", level="3"),                                 # full width
+                     dict(method="elastic", level="0", macs=10e6, params=70_000),
+                     dict(method="block", arch="resnet56", level="0"))                  # no resnet56 baseline row
+    assert rows["unpruned"].tolist() == [False, True, False, True, False, False]
+    assert explore.configurations(rows)["run_id"].tolist() == ["r0", "r2", "r4", "r5"]
+    assert explore.describe(rows.iloc[1].to_dict()).startswith("Baseline (the unpruned network, measured by Block")
+    best = explore.best_under_budget(explore.configurations(rows[rows["arch"] == "resnet20"]), METRICS["macs"],
+                                     math.inf)
+    assert best.row["method"] == "baseline"         # never "Block pruning, step 0" at the baseline's accuracy
+
+
+def test_one_word_per_meaning_in_descriptions():
+    rows = make_rows(dict(method="uniform", mode="FA", target=0.5), dict(method="complexity", mode="FA", target=0.5),
+                     dict(method="block", level="2", target=0.5, macs=30e6),
+                     dict(method="elastic", level="1", macs=10e6))
+    texts = [explore.describe(r) for r in rows.to_dict("records")]
+    assert texts[0] == "Uniform thinning · target 0.5 · resnet20 · 12 epochs"          # no mode: not complexity
+    assert texts[1].startswith("Complexity-driven (PA/FA/MA) · FA · target 0.5")
+    assert "step 2" in texts[2] and "level" not in texts[2]
+    assert "level 1" in texts[3]
+    # The complexity-mode filter leaves other methods' rows alone, uniform's FA included.
+    kept = explore.select(rows, dataset="cifar10", modes=("PA",))
+    assert kept["method"].tolist() == ["uniform", "block", "elastic"]
+
+
+def test_every_registered_architecture_is_offered_with_the_commands_that_measure_it():
+    from elastic import catalog
+    assert catalog.archs_for("cifar10") == ["resnet20", "resnet56", "vgg16", "alexnet"]
+    assert catalog.archs_for("imagenette") == ["resnet50", "vgg16_bn"] and catalog.archs_for("mnist") == []
+    assert explore.run_commands("cifar10", "vgg16") == [
+        "python -m elastic train --arch vgg16 --dataset cifar10 --epochs 12",
+        "python -m elastic sweep --grid cpu --archs vgg16"]
+    assert explore.run_commands("cifar100", "resnet20") == [
+        "python -m elastic train --arch resnet20 --dataset cifar100 --epochs 12"]
+    problems = explore.query_problems({"arch": "resnet50"}, ["cifar10"], catalog.archs_for("cifar10"),
+                                      where="cifar10")
+    assert problems == ["Architecture 'resnet50' from the link is not available for cifar10; showing resnet20 "
+                        "instead. Choices: resnet20, resnet56, vgg16, alexnet."]

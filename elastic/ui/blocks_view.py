@@ -90,8 +90,9 @@ def steps_table(run_steps: pd.DataFrame) -> pd.DataFrame:
     base_params = float(start["params"].iloc[0]) if len(start) else math.nan
     return pd.DataFrame({
         "step": run_steps["step"].to_numpy(),
-        "removed": [r or "(start)" for r in run_steps["removed_now"]],
-        "val acc before FT (%)": run_steps["acc_before_ft"].to_numpy(),
+        "removed": [r or "nothing (the baseline)" for r in run_steps["removed_now"]],
+        # Step 0 removes nothing, so its accuracy "before fine-tuning" is the baseline's own.
+        "val acc before FT (%)": run_steps["acc_before_ft"].fillna(run_steps["val_acc"]).to_numpy(),
         "val acc after FT (%)": run_steps["val_acc"].to_numpy(),
         "test acc (%)": run_steps["test_acc"].to_numpy(),
         "MACs (M)": (run_steps["macs"] / 1e6).to_numpy(),

@@ -48,17 +48,22 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
 
 
 def _numbers(row: dict[str, Any], baseline: dict[str, Any] | None) -> None:
-    red = explore.reductions(row, baseline) if baseline is not None else None
+    """Test accuracy, parameters, MACs and memory, each against the baseline; on
+    the baseline itself (or a method's row of the unpruned network) each says
+    "baseline" instead of a zero change."""
+    is_baseline = baseline is not None and (row["run_id"] == baseline["run_id"] or bool(row.get("unpruned")))
+    red = explore.reductions(row, baseline) if baseline is not None and not is_baseline else None
     cells = st.columns(4)
-    acc_delta = f"{red['accuracy']:+.2f} pts vs baseline" if red else None
-    cells[0].metric("Test accuracy", f"{row['test_acc']:.2f}%", acc_delta)
+    plain = {"delta_color": "off", "delta_arrow": "off"} if is_baseline else {}
+    acc_delta = "baseline" if is_baseline else f"{red['accuracy']:+.2f} pts vs baseline" if red else None
+    cells[0].metric("Test accuracy", f"{row['test_acc']:.2f}%", acc_delta, **plain)
     for cell, key, metric in ((cells[1], "params", METRICS["params"]), (cells[2], "macs", METRICS["macs"]),
                               (cells[3], "memory", METRICS["memory"])):
-        delta = None
+        delta = "baseline" if is_baseline else None
         if red and math.isfinite(red[key]):
             delta = f"-{red[key]:.0%} vs baseline" if red[key] >= 0 else f"+{-red[key]:.0%} vs baseline"
         cell.metric(metric.label, explore.format_quantity(row[metric.column], metric), delta,
-                    delta_color="inverse")
+                    **(plain or {"delta_color": "inverse"}))
     if baseline is None:
         st.caption("No baseline row for this architecture and dataset: reductions cannot be computed.")
     elif baseline["run_id"] != row["run_id"]:

@@ -145,6 +145,33 @@ def level_profile(path: str, mtime: int, level: int) -> dict[str, float]:
             "peak_mem_int8": prof.peak_memory_int8()}
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def stage_widths(path: str, mtime: int, level: int) -> pd.DataFrame:
+    """The output channels of every convolution of `level`, by stage (the first
+    part of a layer's name: conv1, layer1, ...), against full width."""
+    model = elastic_model(path, mtime)
+    here, full = (_conv_widths(grow.extract(model, k)) for k in (level, model.num_levels - 1))
+    rows = []
+    for stage, widths in here.items():
+        rows.append({"stage": stage, "convolutions": len(widths), "channels at this level": _span(widths),
+                     "at full width": _span(full.get(stage, [])),
+                     "kept": sum(widths) / max(sum(full.get(stage, [])), 1)})
+    return pd.DataFrame(rows)
+
+
+def _conv_widths(net: torch.nn.Module) -> dict[str, list[int]]:
+    widths: dict[str, list[int]] = {}
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            widths.setdefault(name.split(".")[0], []).append(module.out_channels)
+    return widths
+
+
+def _span(widths: list[int]) -> str:
+    """'16' when every convolution has 16 channels, '10–16' otherwise."""
+    return "" if not widths else str(min(widths)) if min(widths) == max(widths) else f"{min(widths)}–{max(widths)}"
+
+
 @st.cache_data(show_spinner="Timing the level...", max_entries=64)
 def level_timing(path: str, mtime: int, level: int) -> dict[str, float | str]:
     """Batch-1 CPU latency of `level` extracted and run inside the elastic model

@@ -26,119 +26,134 @@ def method_colors() -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(METHODS.names())}
 
 
-_HOVER_COLUMNS = ("method", "arch", "mode", "target", "level", "epochs", "label", "test_acc")
+_HOVER_COLUMNS = ("method", "arch", "mode", "target", "level", "epochs", "label", "test_acc", "unpruned")
 
 
 def hover_texts(rows: dict[str, np.ndarray], metric: Metric, index: Sequence[int]) -> list[str]:
-    """What each point is: method, mode, target, level, epochs, label, and its numbers."""
-    def opt(value: Any, fmt: str = "{}") -> str:
-        return fmt.format(value) if explore.present(value) else "–"
+    """What each point is, in the words of `explore.describe` (the mode only on
+    complexity rows, "step" for block pruning, "level" for elastic), its label
+    and its numbers."""
     out = []
     for i in index:
         r = {name: rows[name][i] for name in _HOVER_COLUMNS}
-        out.append(f"<b>{explore.method_label(r['method'])}</b> · {r['arch']}<br>"
-                   f"mode {opt(r['mode'])} · target {opt(r['target'], '{:g}')} · level {opt(r['level'])}<br>"
-                   f"{explore.epochs_text(r['epochs']) if explore.present(r['epochs']) else '–'} · "
-                   f"{r['label'] or 'no label'}<br>"
+        out.append(f"<b>{explore.describe(r)}</b><br>{r['label'] or 'no label'}<br>"
                    f"accuracy {r['test_acc']:.2f}% · {explore.format_quantity(rows[metric.column][i], metric)}")
     return out
 
 
-def tradeoff_figure(rows: pd.DataFrame, metrics: Sequence[Metric], *,
-                    budget_metric: Metric | None = None, budget: float | None = None,
-                    best: dict[str, Any] | None = None, columns: int = 2,
-                    height: int | None = None) -> dict[str, Any]:
-    """Accuracy against each metric, one panel per metric: every method in its
-    colour (mode as the marker), each method's Pareto front as a step line, the
-    budget as a dashed line on its metric's panel, the chosen configuration
-    ringed. A plain plotly figure dict built from numpy arrays, so moving the
-    budget slider stays fast."""
-    columns = min(columns, len(metrics))
-    nrows = math.ceil(len(metrics) / columns)
-    gap_x, gap_y = 0.06, 0.16
-    width, tall = (1 - gap_x * (columns - 1)) / columns, (1 - gap_y * (nrows - 1)) / nrows
+def symbols(methods: np.ndarray, modes: np.ndarray) -> list[str]:
+    """The marker of each point: its complexity mode's shape on complexity rows, else a circle."""
+    return [MODE_SYMBOLS.get(mode, "circle") if explore.has_modes(method) else "circle"
+            for method, mode in zip(methods, modes)]
+
+
+def draw_order(methods: Sequence[str]) -> list[str]:
+    """Methods in the order their points are drawn: the baseline last, so its
+    marker is on top of the methods' rows of the same network."""
+    return sorted(dict.fromkeys(methods), key=lambda m: m == "baseline")
+
+
+def tradeoff_figure(rows: pd.DataFrame, metric: Metric, *, budget: float | None = None,
+                    best: dict[str, Any] | None = None, legend: bool = True, height: int = 340) -> dict[str, Any]:
+    """Test accuracy against one metric: every method in its colour (the mode as
+    the marker on complexity rows), each method's Pareto front as a step line,
+    the budget as a dashed line with its label inside the plot, the chosen
+    configuration ringed. A plain plotly figure dict built from numpy arrays, so
+    moving the budget slider stays fast. One figure per metric, so the page can
+    lay the panels out in columns that stack on a narrow screen."""
     colors = method_colors()
-    cols = {name: rows[name].to_numpy() for name in {*_HOVER_COLUMNS, "run_id", *(m.column for m in metrics)}}
+    cols = {name: rows[name].to_numpy() for name in {*_HOVER_COLUMNS, "run_id", metric.column}}
     acc = cols["test_acc"].astype(float)
     methods = cols["method"]
-    best_cols = {k: np.array([best[k]]) for k in cols} if best is not None else None
+    values = cols[metric.column].astype(float)
+    measured = ~(np.isnan(values) | np.isnan(acc))
     data: list[dict[str, Any]] = []
     layout: dict[str, Any] = {"annotations": [], "shapes": []}
-    shown: set[str] = set()
-    for i, metric in enumerate(metrics):
-        r, c = divmod(i, columns)
-        x, y = ("x", "y") if i == 0 else (f"x{i + 1}", f"y{i + 1}")
-        x0, y1 = c * (width + gap_x), 1 - r * (tall + gap_y)
-        xaxis: dict[str, Any] = {"domain": [x0, x0 + width], "anchor": y, "zeroline": False}
-        yaxis: dict[str, Any] = {"domain": [y1 - tall, y1], "anchor": x, "showticklabels": c == 0}
-        if i:
-            yaxis["matches"] = "y"
-        if c == 0:
-            yaxis["title"] = {"text": "test accuracy (%)"}
-        layout["annotations"].append(_text(metric.label, f"{x} domain", f"{y} domain", 0.5, 1.0, size=14,
-                                           yanchor="bottom", xanchor="center"))
-        values = cols[metric.column].astype(float)
-        measured = ~(np.isnan(values) | np.isnan(acc))
-        if not measured.any():
-            layout["annotations"].append(_text(explore.NOT_MEASURED if len(values) else "no results",
-                                               f"{x} domain", f"{y} domain", 0.5, 0.5, size=14, color="#888888"))
-            xaxis.update(showticklabels=False, showgrid=False, range=[0, 1])
-            # An empty trace makes plotly draw this panel's axes, so the note has a place.
-            data.append({"type": "scatter", "x": [], "y": [], "xaxis": x, "yaxis": y, "showlegend": False,
-                         "hoverinfo": "skip"})
-        else:
-            unit = explore.choose_unit(metric, float(values[measured].max()))
-            for method in dict.fromkeys(methods[measured]):
-                index = np.flatnonzero(measured & (methods == method))
-                color = colors.get(method, "#7f7f7f")
-                data.append({
-                    "type": "scatter", "mode": "markers", "xaxis": x, "yaxis": y,
-                    "x": (values[index] / unit.scale).tolist(), "y": acc[index].tolist(),
-                    "name": explore.method_label(method), "legendgroup": method, "showlegend": method not in shown,
-                    "marker": {"color": color, "size": 9, "opacity": 0.85, "line": {"width": 0.5, "color": "white"},
-                               "symbol": [MODE_SYMBOLS.get(m, "circle") for m in cols["mode"][index]]},
-                    "hovertext": hover_texts(cols, metric, index), "hoverinfo": "text"})
-                shown.add(method)
-                front = index[explore.front_indices(values[index], acc[index], cols["run_id"][index])]
-                if len(front) > 1:
-                    data.append({
-                        "type": "scatter", "mode": "lines", "xaxis": x, "yaxis": y,
-                        "x": (values[front] / unit.scale).tolist(), "y": acc[front].tolist(),
-                        "line": {"color": color, "width": 2, "shape": "hv"}, "legendgroup": method,
-                        "showlegend": False, "hoverinfo": "skip"})
-            if budget_metric is not None and budget is not None and metric.key == budget_metric.key:
-                at = budget / unit.scale
-                layout["shapes"].append({"type": "line", "xref": x, "yref": f"{y} domain", "x0": at, "x1": at,
-                                         "y0": 0, "y1": 1, "line": {"color": BUDGET_COLOR, "dash": "dash",
-                                                                     "width": 1.5}})
-                layout["annotations"].append(_text(f"budget {explore.format_quantity(budget, metric, unit)}",
-                                                   x, f"{y} domain", at, 1.0, size=11, xanchor="right",
-                                                   yanchor="top", color=BUDGET_COLOR))
-            if best_cols is not None and explore.present(best[metric.column]):
-                data.append({
-                    "type": "scatter", "mode": "markers", "xaxis": x, "yaxis": y,
-                    "x": [best[metric.column] / unit.scale], "y": [best["test_acc"]],
-                    "name": "best under budget", "legendgroup": "best", "showlegend": "best" not in shown,
-                    "marker": {"size": 20, "color": "rgba(0,0,0,0)", "line": {"color": BEST_COLOR, "width": 3}},
-                    "hovertext": hover_texts(best_cols, metric, [0]), "hoverinfo": "text"})
-                shown.add("best")
-            low, high = values[measured].min(), values[measured].max()
-            log = low > 0 and high / low > 30
-            xaxis.update(title={"text": f"{metric.label} ({unit.name})"}, type="log" if log else "linear",
-                         rangemode="normal" if log else "tozero")
-            if log:
-                xaxis["dtick"] = 1          # one tick per decade: 0.1, 1, 10
-
-        layout["xaxis" if i == 0 else f"xaxis{i + 1}"] = xaxis
-        layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = yaxis
-    layout.update(height=height or 330 * nrows + 60, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                  legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0},
+    xaxis: dict[str, Any] = {"zeroline": False}
+    yaxis: dict[str, Any] = {"title": {"text": "test accuracy (%)"}}
+    if not measured.any():
+        layout["annotations"].append(_text(explore.NOT_MEASURED if len(values) else "no results",
+                                           "x domain", "y domain", 0.5, 0.5, size=14, color="#888888"))
+        xaxis.update(showticklabels=False, showgrid=False, range=[0, 1], title={"text": metric.label})
+        # An empty trace makes plotly draw the axes, so the note has a place.
+        data.append({"type": "scatter", "x": [], "y": [], "showlegend": False, "hoverinfo": "skip"})
+    else:
+        unit = explore.choose_unit(metric, float(values[measured].max()))
+        for rank, method in enumerate(draw_order(methods[measured])):
+            index = np.flatnonzero(measured & (methods == method))
+            color = colors.get(method, "#7f7f7f")
+            data.append({
+                "type": "scatter", "mode": "markers",
+                "x": (values[index] / unit.scale).tolist(), "y": acc[index].tolist(),
+                "name": explore.method_label(method), "legendgroup": method, "showlegend": legend,
+                "legendrank": 0 if method == "baseline" else rank + 1,
+                "marker": {"color": color, "size": 11 if method == "baseline" else 9, "opacity": 0.9,
+                           "line": {"width": 1.5 if method == "baseline" else 0.5, "color": "white"},
+                           "symbol": symbols(methods[index], cols["mode"][index])},
+                "hovertext": hover_texts(cols, metric, index), "hoverinfo": "text"})
+            front = index[explore.front_indices(values[index], acc[index], cols["run_id"][index])]
+            if len(front) > 1:
+                data.insert(0, {
+                    "type": "scatter", "mode": "lines",
+                    "x": (values[front] / unit.scale).tolist(), "y": acc[front].tolist(),
+                    "line": {"color": color, "width": 2, "shape": "hv"}, "legendgroup": method,
+                    "showlegend": False, "hoverinfo": "skip"})
+        low, high = values[measured].min(), values[measured].max()
+        log = low > 0 and high / low > 30
+        if budget is not None:
+            at = budget / unit.scale
+            layout["shapes"].append({"type": "line", "xref": "x", "yref": "y domain", "x0": at, "x1": at,
+                                     "y0": 0, "y1": 1, "line": {"color": BUDGET_COLOR, "dash": "dash",
+                                                                 "width": 1.5}})
+            # Inside the plot on the side with room: right of the line in the left half.
+            left_half = _fraction(at, low / unit.scale, high / unit.scale, log) < 0.5
+            layout["annotations"].append(_text(
+                f"budget {explore.format_quantity(budget, metric, unit)}", "x", "y domain", at, 1.0, size=11,
+                xanchor="left" if left_half else "right", yanchor="top", color=BUDGET_COLOR,
+                xshift=4 if left_half else -4))
+        if best is not None and explore.present(best[metric.column]):
+            best_cols = {k: np.array([best[k]]) for k in cols}
+            data.append({
+                "type": "scatter", "mode": "markers",
+                "x": [best[metric.column] / unit.scale], "y": [best["test_acc"]],
+                "name": "best under budget", "legendgroup": "best", "showlegend": legend, "legendrank": 1000,
+                "marker": {"size": 20, "color": "rgba(0,0,0,0)", "line": {"color": BEST_COLOR, "width": 3}},
+                "hovertext": hover_texts(best_cols, metric, [0]), "hoverinfo": "text"})
+        xaxis.update(title={"text": f"{metric.label} ({unit.name})"}, type="log" if log else "linear",
+                     rangemode="normal" if log else "tozero")
+        if log:
+            xaxis["dtick"] = 1          # one tick per decade: 0.1, 1, 10
+    layout.update(xaxis=xaxis, yaxis=yaxis, height=height, showlegend=legend,
+                  title={"text": metric.label, "x": 0.5, "xanchor": "center", "font": {"size": 14}},
+                  margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                  legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
                   hoverlabel={"align": "left"}, font=_FONT)
     return {"data": data, "layout": layout}
 
 
+def _fraction(at: float, low: float, high: float, log: bool) -> float:
+    """Where `at` lies across the x axis (0 left, 1 right), as plotly ranges it."""
+    if log:
+        return (math.log10(max(at, 1e-12)) - math.log10(low)) / max(math.log10(high) - math.log10(low), 1e-12)
+    return at / (high * 1.05) if high > 0 else 0.0
+
+
+def legend_html(methods: Sequence[str], *, best: bool) -> str:
+    """One legend for a row of panels drawn without their own: each method's
+    colour, the baseline first."""
+    colors = method_colors()
+    names = METHODS.names()
+    order = sorted(dict.fromkeys(methods), key=lambda m: names.index(m) if m in names else len(names))
+    items = [f'<span style="white-space:nowrap;margin-right:1.1em"><span style="color:{colors.get(m, "#7f7f7f")};'
+             f'font-size:1.2em">●</span> {explore.method_label(m)}</span>' for m in order]
+    if best:
+        items.append(f'<span style="white-space:nowrap"><span style="color:{BEST_COLOR};font-size:1.2em">◯</span> '
+                     "best under budget</span>")
+    return f'<div class="elastic-legend" style="font-size:0.85em;line-height:1.9">{" ".join(items)}</div>'
+
+
 def _text(text: str, xref: str, yref: str, x: float, y: float, *, size: int, color: str | None = None,
-          **anchors: str) -> dict[str, Any]:
+          **anchors: Any) -> dict[str, Any]:
     font: dict[str, Any] = {"size": size}
     if color:
         font["color"] = color
@@ -178,13 +193,20 @@ def plan_figure(kept: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def history_figure(history: list[dict[str, float]]) -> go.Figure:
-    """Loss per epoch (and validation accuracy where measured) of a quick run."""
-    frame = pd.DataFrame(history)
+def quick_run_figure(losses: Sequence[tuple[float, float]], history: Sequence[dict[str, float]],
+                     val_before: float) -> go.Figure:
+    """A quick run's training loss after every step, and its validation accuracy
+    before training and after each epoch, against epochs, both axes titled."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=frame["epoch"], y=frame["loss"], name="train loss", mode="lines+markers"))
-    if "val_acc" in frame:
-        fig.add_trace(go.Scatter(x=frame["epoch"], y=frame["val_acc"], name="val accuracy (%)",
-                                 mode="lines+markers"), secondary_y=True)
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), font=_FONT, template="plotly_white")
+    fig.add_trace(go.Scatter(x=[x for x, _ in losses], y=[y for _, y in losses], name="training loss",
+                             mode="lines", line={"color": "#1f77b4"}))
+    epochs = [0.0] + [float(h["epoch"]) for h in history if "val_acc" in h]
+    val = [val_before] + [float(h["val_acc"]) for h in history if "val_acc" in h]
+    fig.add_trace(go.Scatter(x=epochs, y=val, name="validation accuracy (%)", mode="lines+markers",
+                             line={"color": BEST_COLOR}), secondary_y=True)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(title_text="training loss", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="validation accuracy (%)", secondary_y=True, range=[0, 100], dtick=20, showgrid=False)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), font=_FONT, template="plotly_white",
+                      legend=dict(orientation="h", y=1.12, x=0))
     return fig

@@ -13,21 +13,13 @@ import pandas as pd
 import streamlit as st
 from torch import nn
 
-from elastic import explore
 from elastic.data import DATASETS
 from elastic.deploy import checked_model
 from elastic.errors import ElasticError
 from elastic.methods import complexity
-from elastic.models import ARCHS, build_model
+from elastic.models import build_model
 from elastic.profile import profile_model
-from elastic.ui import state, widgets
 from elastic.runs import checkpoint_path, load_model
-
-
-def archs_for(dataset: str) -> list[str]:
-    """Architectures that take this dataset's images."""
-    family = DATASETS.get(dataset).family
-    return [name for name in ARCHS.names() if ARCHS.get(name).family == family]
 
 
 def input_shape(dataset: str) -> tuple[int, int, int]:
@@ -87,13 +79,3 @@ def export_files(arch: str, dataset: str, config_json: str, run_id: str, meta_js
     from elastic import deploy
     net, _ = model(arch, DATASETS.get(dataset).num_classes, config_json, run_id)
     return deploy.export_bytes(net, input_shape(dataset), json.loads(meta_json))
-
-
-def pick_dataset_and_arch(choice: explore.Choices) -> tuple[str, str]:
-    """Sidebar pickers over every registered dataset and the architectures that
-    take its images; the choice is remembered and shared in the URL."""
-    with st.sidebar:
-        dataset = widgets.pick_dataset(DATASETS.names(), choice.dataset)
-        arch = widgets.pick_arch(archs_for(dataset), choice.arch, allow_all=False)
-    state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
-    return dataset, arch

@@ -1,9 +1,19 @@
 """How every page begins."""
 from __future__ import annotations
 
+import importlib
 import runpy
+import threading
+import time
 
 import streamlit as st
+
+# What the pages after the first one import (torch and the methods): loaded in
+# the background once the first page has had time to draw, so the first visit
+# to a model page does not wait seconds for `import torch`.
+HEAVY_MODULES = ("elastic.ui.models", "elastic.ui.blocks_view", "elastic.ui.elastic_view", "elastic.ui.jobs",
+                 "elastic.ui.upload")
+WARM_UP_DELAY_S = 3.0
 
 
 def start(title: str, caption: str) -> None:
@@ -27,3 +37,15 @@ def start(title: str, caption: str) -> None:
             st.stop()
     st.title(title)
     st.caption(caption)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Import HEAVY_MODULES in a daemon thread, once per server process."""
+    def load() -> None:
+        time.sleep(WARM_UP_DELAY_S)
+        for name in HEAVY_MODULES:
+            importlib.import_module(name)
+    thread = threading.Thread(target=load, name="elastic-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import streamlit as st
 
-from elastic import explore
+from elastic import catalog, explore
 from elastic.explore import Device, Metric, SliderSpec
 
 T = TypeVar("T")
@@ -27,12 +27,19 @@ def pick_one(label: str, options: Sequence[T], current: T | None, *, key: str,
 
 
 def pick_many(label: str, options: Sequence[T], current: Sequence[T] | None, *, key: str,
-              format_func: Callable[[T], str] = str, help: str | None = None, where: Any = st) -> tuple[T, ...]:
-    """A multiselect starting at `current` (None: every option)."""
+              format_func: Callable[[T], str] = str, help: str | None = None, pills: bool = False,
+              where: Any = st) -> tuple[T, ...]:
+    """A multiselect (or, with `pills`, a row of toggles that shows every label
+    in full) starting at `current` (None: every option)."""
     options = list(options)
     default = options if current is None else [o for o in options if o in current]
-    return tuple(where.multiselect(label, options, default=default, key=_keyed(key, options),
-                                   format_func=format_func, help=help))
+    if pills:
+        chosen = where.pills(label, options, selection_mode="multi", default=default, key=_keyed(key, options),
+                             format_func=format_func, help=help)
+    else:
+        chosen = where.multiselect(label, options, default=default, key=_keyed(key, options),
+                                   format_func=format_func, help=help)
+    return tuple(chosen)
 
 
 def _keyed(key: str, options: Sequence[Any]) -> str:
@@ -86,3 +93,28 @@ def pick_precision(current: str, *, key: str = "pick.precision", where: Any = st
     return where.radio("Deploy at", explore.PRECISIONS, index=explore.PRECISIONS.index(current)
                        if current in explore.PRECISIONS else 0, key=key, horizontal=True,
                        help="int8: 1 byte per weight and activation; fp32: 4 bytes.")
+
+
+def pick_dataset_and_arch(choice: explore.Choices) -> tuple[str, str]:
+    """Sidebar pickers over every registered dataset and the architectures that
+    take its images, whether or not they have results; the choice is remembered
+    and shared in the URL."""
+    from elastic.ui import state
+    with st.sidebar:
+        dataset = pick_dataset(catalog.DATASET_NAMES, choice.dataset)
+        offered = catalog.archs_for(dataset)
+        link = {k: v for k, v in st.query_params.to_dict().items() if k in ("dataset", "arch")}
+        for problem in explore.query_problems(link, catalog.DATASET_NAMES, offered, where=dataset):
+            st.warning(problem)
+        arch = pick_arch(offered, choice.arch, allow_all=False)
+    state.remember(choice.update(dataset=dataset, arch=arch), share=("dataset", "arch"))
+    return dataset, arch
+
+
+def not_yet_run(dataset: str, archs: Sequence[str]) -> None:
+    """Say that these architectures have no rows for `dataset`, with the commands
+    that make them; nothing is shown or estimated in their place."""
+    st.info(f"**Not yet run:** {', '.join(archs)} on {dataset}. Nothing is shown or estimated for "
+            f"{'it' if len(archs) == 1 else 'them'}. These commands measure "
+            f"{'it' if len(archs) == 1 else 'them'} (a baseline first, then every method):")
+    st.code("\n".join(c for arch in archs for c in explore.run_commands(dataset, arch)), language="bash")

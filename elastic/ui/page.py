@@ -13,7 +13,7 @@ import streamlit as st
 # to a model page does not wait seconds for `import torch`.
 HEAVY_MODULES = ("elastic.ui.models", "elastic.ui.blocks_view", "elastic.ui.elastic_view", "elastic.ui.jobs",
                  "elastic.ui.upload")
-WARM_UP_DELAY_S = 3.0
+WARM_UP_DELAY_S = 8.0
 
 
 def start(title: str, caption: str) -> None:

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from elastic.errors import ElasticError
+
 
 def replace_atomically(target: Path | str, write: Callable[[BinaryIO], object]) -> None:
     """Call `write` with a binary file in target's folder, then rename it to target.
@@ -24,3 +26,16 @@ def replace_atomically(target: Path | str, write: Callable[[BinaryIO], object]) 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_creatable(folder: Path | str, what: str) -> None:
+    """Raise ElasticError (naming `what`) unless `folder` exists as a writable
+    folder or can be made: its nearest existing ancestor is a writable folder.
+    Commands call it before any long work, so nothing is lost at the end."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ElasticError(f"{what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ElasticError(f"{what}: cannot write in {existing} (permission denied)")

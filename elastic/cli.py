@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from elastic.argtypes import OneLineParser, device, integer, number
+from elastic.atomic import check_creatable
 from elastic.errors import ElasticError
 
 
@@ -144,20 +145,8 @@ def check_outputs(results: Path) -> None:
         if not os.access(results, os.W_OK):
             raise ElasticError(f"--out {results} cannot be written (permission denied)")
     else:
-        _creatable(results.parent, f"--out {results}")
-    _creatable(cache_dir() / "checkpoints", "the checkpoint folder (set $ELASTIC_CACHE to move it)")
-
-
-def _creatable(folder: Path, what: str) -> None:
-    """`folder` exists as a writable folder, or can be made: its nearest existing
-    ancestor is a writable folder."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ElasticError(f"{what}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ElasticError(f"{what}: cannot write in {existing} (permission denied)")
+        check_creatable(results.parent, f"--out {results}")
+    check_creatable(cache_dir() / "checkpoints", "the checkpoint folder (set $ELASTIC_CACHE to move it)")
 
 
 # ---- profile ----------------------------------------------------------------------
@@ -378,7 +367,7 @@ def run_sweep(args: argparse.Namespace) -> None:
         out = RESULTS_DIR / f"{args.grid}.csv"
     if out.is_dir():
         raise ElasticError(f"--out {out} is a folder; name a results file, e.g. {out / 'results.csv'}")
-    _creatable(out.parent, f"--out {out}")
+    check_creatable(out.parent, f"--out {out}")
     # Resolved once, here: every job trains in the same arithmetic and its key says which.
     precision = precision_for(args, pick_device(args.device or "auto"))
     extra = (*(("--device", args.device) if args.device else ()), "--precision", precision)

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from elastic.argtypes import integer, number
+from elastic.atomic import check_creatable
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import ElasticError
 
@@ -568,11 +569,7 @@ def run_export_cli(args: argparse.Namespace) -> None:
     from elastic.models import arch_config
     from elastic.runs import complexity_columns
     out = Path(args.out_dir)
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ElasticError(f"--out-dir {out}: {existing} is a file, not a folder")
+    check_creatable(out, f"--out-dir {out}")
     model, info = _model_from_args(args)
     shape = info["input_shape"]
     state = info["state"]

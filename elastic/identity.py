@@ -164,8 +164,7 @@ def migrate(row: dict[str, Any], renamed: dict[str, str] | None = None) -> str:
     there)."""
     old = parse(row["run_id"])
     recipe = json.loads(row.get("recipe") or "{}")
-    details = json.loads(row.get("details") or "{}")
-    start_path = recipe.get("baseline") or (details.get("baseline") if isinstance(details, dict) else "") or ""
+    start_path = _start_path(row)
     start = ""
     if start_path:
         old_start = Path(start_path).name.removesuffix(".pt").replace("__", "/")
@@ -187,13 +186,19 @@ def schedule(epochs: int) -> str:
 def migrated_schedule(row: dict[str, Any]) -> str:
     """The schedule of an old row: its own epochs when it was trained from
     scratch, else the epochs in the name of the baseline it started from."""
-    recipe = json.loads(row.get("recipe") or "{}")
-    details = json.loads(row.get("details") or "{}")
-    start_path = recipe.get("baseline") or (details.get("baseline") if isinstance(details, dict) else "") or ""
+    start_path = _start_path(row)
     if not start_path:
         return schedule(int(float(row["epochs"])))
     epochs = re.search(r"__e(\d+)__", Path(start_path).name)
     return schedule(int(epochs[1])) if epochs else "unrecorded"
+
+
+def _start_path(row: dict[str, Any]) -> str:
+    """The checkpoint path an old row recorded as the network it started from
+    (in its recipe or its details), or "" when it was trained from scratch."""
+    recipe = json.loads(row.get("recipe") or "{}")
+    details = json.loads(row.get("details") or "{}")
+    return recipe.get("baseline") or (details.get("baseline") if isinstance(details, dict) else "") or ""
 
 
 def migrate_baseline_id(old_id: str, row: dict[str, Any]) -> str:

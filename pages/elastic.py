@@ -28,7 +28,7 @@ choice = state.choices()
 by_name = {p.name: p for p in paths}
 wanted = st.session_state.get("elastic.checkpoint") or next(
     (p.name for p in paths if p.name.startswith(f"{choice.dataset}__{choice.arch}__")), None)
-name = widgets.pick_one("Elastic checkpoint", list(by_name), wanted, key="elastic.pick", where=st.sidebar,
+name = widgets.pick_one("Elastic checkpoint", list(by_name), wanted, key="elastic.pick",
                         format_func=lambda n: elastic_view.checkpoint_label(by_name[n]))
 st.session_state["elastic.checkpoint"] = name
 path = by_name[name]

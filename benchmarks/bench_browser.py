@@ -8,7 +8,9 @@ Playwright. Prints, with the machine's load average:
   move timed until the card shows the new budget AND the plot's budget line is
   labelled with it (card and plots agree), p50 / p95;
 - page switch: a click on each page in the menu, until its title is shown and
-  the page has finished running, p50 / p95.
+  the page has finished running, p50 / p95;
+- Elastic page: the first visit (every level evaluated and timed once), then
+  each level switch until its accuracy is shown, p50 / p95.
 
     python benchmarks/bench_browser.py                       # the shipped cached_results/
     python benchmarks/bench_browser.py --results DIR --moves 40 --switches 2
@@ -58,6 +60,37 @@ def percentile(values: list[float], q: float) -> float:
 def spread(values: list[float], unit: str) -> str:
     return (f"p50 {statistics.median(values):.0f} {unit}, p95 {percentile(values, 95):.0f} {unit}, "
             f"min {min(values):.0f}, max {max(values):.0f} ({len(values)} samples)")
+
+
+ELASTIC_DONE = """() => {
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  const metric = [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .find(m => m.innerText.startsWith('Test accuracy'));
+  return metric && (!status || !status.innerText.includes('Running')) ? metric.innerText : false;
+}"""
+
+
+def elastic_times(page, url: str, switches: int = 6) -> tuple[float | None, list[float]]:
+    """Seconds to the Elastic page's first full view, and milliseconds per level
+    switch (keyboard on the level slider) until the new level's accuracy shows."""
+    started = time.perf_counter()
+    page.goto(f"{url}/elastic")
+    try:
+        page.wait_for_function(ELASTIC_DONE, timeout=120_000, polling=100)
+    except Exception:           # no elastic checkpoint shipped: nothing to time
+        return None, []
+    first = time.perf_counter() - started
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    times = []
+    for i in range(switches):
+        old = page.evaluate(ELASTIC_DONE)
+        t0 = time.perf_counter()
+        page.keyboard.press("ArrowLeft" if i < switches // 2 else "ArrowRight")
+        page.wait_for_function(f"() => {{ const t = ({ELASTIC_DONE})(); return t && t !== {old!r}; }}",
+                               timeout=60_000, polling="raf")
+        times.append((time.perf_counter() - t0) * 1000)
+    return first, times
 
 
 def main() -> int:
@@ -113,12 +146,16 @@ def main() -> int:
                 page.get_by_role("link", name=MENU.get(title, title), exact=True).click()
                 page.wait_for_function(PAGE_DONE, arg=title, timeout=60_000, polling="raf")
                 switches.append((time.perf_counter() - t0) * 1000)
+        elastic_first, levels = elastic_times(page, url)
         browser.close()
         log = (Path(tmp) / "streamlit.log").read_text()
     print(f"cold start (fresh browser, fresh server, until the card and 4 plots are drawn): {cold:.2f} s")
     print(f"slider -> card and plots agree on the new budget: {spread(moves, 'ms')}")
     if switches:
         print(f"page switch (menu click -> page done): {spread(switches, 'ms')}")
+    if elastic_first is not None:
+        print(f"elastic page, first visit (every level evaluated and timed): {elastic_first:.2f} s; "
+              f"level switch: {spread(levels, 'ms')}")
     print(f"server log: {len(log.splitlines())} lines, {log.count('Inotify')} 'Inotify' warnings")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0

@@ -63,15 +63,18 @@ full_cost = elastic_view.level_profile(str(path), mtime, full)
 timing = elastic_view.level_timing(str(path), mtime, level)
 
 top, bottom = st.columns(3), st.columns(3)
-top[0].metric("Test accuracy", f"{acc:.2f}%", f"{acc - full_acc:+.2f} pts vs full width" if level != full else None,
-              help=f"On {len(live.images):,} test images (a fixed subset), measured now.")
+top[0].metric(f"Test accuracy ({len(live.images):,} images)", f"{acc:.2f}%", f"{acc - full_acc:+.2f} pts vs full width" if level != full else None,
+              help=f"On {len(live.images):,} test images (a fixed subset), measured on this server.")
 for cell, key in zip(top[1:], ("macs", "params")):
     metric = METRICS[key]
     cell.metric(metric.label, explore.format_quantity(cost[metric.column], metric),
                 f"{cost[metric.column] / full_cost[metric.column]:.0%} of full width", delta_color="off",
                 delta_arrow="off")
 bottom[0].metric("Latency (batch 1)", f"{timing['extracted_ms']:.2f} ms",
-                 help="Median of 20 batch-1 CPU passes of this level extracted as a standalone network.")
+                 f"{timing['extracted_p10_ms']:.2f}–{timing['extracted_p90_ms']:.2f} ms (p10–p90)", delta_color="off",
+                 delta_arrow="off",
+                 help=f"Median of {timing['repeats']} batch-1 CPU passes of this level extracted as a standalone "
+                      "network, in 5 rounds interleaved with the other levels.")
 bottom[1].metric("Switch time", f"{timing['switch_us']:.0f} µs",
                  help="Preparing this level's weight views from scratch; no weights are copied.")
 bottom[2].metric(METRICS["memory_int8"].label, explore.format_bytes(cost["peak_mem_int8"]),

@@ -4,6 +4,8 @@ images, one epoch on 64 of them): the pages show exactly what the runs
 recorded, and switching a level measures that level live."""
 from __future__ import annotations
 
+import re
+
 import json
 import shutil
 from dataclasses import dataclass
@@ -202,7 +204,9 @@ def expected_captions(model, level: int, data) -> list[str]:
 
 
 def shown_accuracy(at: AppTest) -> float:
-    return float(metrics(at)["Test accuracy"].rstrip("%"))
+    """The live test accuracy; its label says on how many images it was measured."""
+    (value,) = [v for k, v in metrics(at).items() if re.fullmatch(r"Test accuracy \([\d,]+ images\)", k)]
+    return float(value.rstrip("%"))
 
 
 def test_checkpoints_are_listed_prune_and_grow_first(tmp_path):
@@ -237,7 +241,7 @@ def test_elastic_page_switches_levels_live(runs):
         assert any(f"{row['run_id']}" in c.value for c in at.caption)       # the recorded number beside it
         assert at.markdown[0].value.startswith(f"**8 test images at level {level}**")
         assert captions(at) == expected_captions(model, level, data)
-        seen[level] = shown
+        seen[level] = {**shown, "Test accuracy": shown_accuracy(at)}
     assert len({s["MACs"] for s in seen.values()}) == 3
     if len({level_row(runs.frame, k)["test_acc"] for k in seen}) > 1:      # the runs measured a difference
         assert len({s["Test accuracy"] for s in seen.values()}) > 1

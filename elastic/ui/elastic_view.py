@@ -120,19 +120,23 @@ def _live_images(dataset: str, synthetic: bool, n: int, data_dirs: tuple[str, ..
 
 def level_accuracy(path: str, mtime: int, level: int, live: LiveImages, dataset: str) -> tuple[float, list[int]]:
     """Test accuracy (%) of `level` on the live images, and its predictions for
-    the images shown (`shown_indices`)."""
-    return _level_accuracy(path, mtime, level, dataset, live.source, len(live.images), live)
+    the images shown (`shown_indices`). Every level is evaluated on the first
+    call for a checkpoint, so switching levels afterwards waits for nothing."""
+    return _all_accuracies(path, mtime, dataset, live.source, len(live.images), live)[level]
 
 
-@st.cache_data(show_spinner="Evaluating the level...", max_entries=64)
-def _level_accuracy(path: str, mtime: int, level: int, dataset: str, source: str, count: int,
-                    _live: LiveImages) -> tuple[float, list[int]]:
+@st.cache_data(show_spinner="Evaluating every level once on the test images...", max_entries=8)
+def _all_accuracies(path: str, mtime: int, dataset: str, source: str, count: int,
+                    _live: LiveImages) -> list[tuple[float, list[int]]]:
     # The images are not hashed: (dataset, source, count) name them (a fixed subset of one source).
     model = elastic_model(path, mtime)
     spec = DATASETS.get(dataset)
-    run = lambda x: model(x, level)             # noqa: E731 - the level is an argument, not a switch
     shown = _live.images.take(shown_indices(len(_live.images)))
-    return evaluate(run, _live.images, spec), predict(run, shown, spec).tolist()
+    out = []
+    for level in range(model.num_levels):
+        run = lambda x, k=level: model(x, k)       # noqa: E731 - the level is an argument, not a switch
+        out.append((evaluate(run, _live.images, spec), predict(run, shown, spec).tolist()))
+    return out
 
 
 @st.cache_data(show_spinner="Profiling the level...", max_entries=64)
@@ -172,18 +176,31 @@ def _span(widths: list[int]) -> str:
     return "" if not widths else str(min(widths)) if min(widths) == max(widths) else f"{min(widths)}–{max(widths)}"
 
 
-@st.cache_data(show_spinner="Timing the level...", max_entries=64)
 def level_timing(path: str, mtime: int, level: int) -> dict[str, float | str]:
-    """Batch-1 CPU latency of `level` extracted and run inside the elastic model
-    (ms), and the time to switch to it (µs): preparing its weight views from
-    scratch, and fetching them once prepared."""
+    """Batch-1 CPU latency of `level` extracted as a standalone network (median,
+    10th and 90th percentile, ms) and run inside the elastic model (median, ms),
+    and the time to switch to it (µs): preparing its weight views from scratch,
+    and fetching them once prepared. Every level is timed on the first call,
+    in interleaved rounds, so a change in the server's load hits all alike."""
+    return _all_timings(path, mtime)[level]
+
+
+@st.cache_data(show_spinner="Timing every level once (interleaved rounds)...", max_entries=8)
+def _all_timings(path: str, mtime: int) -> list[dict[str, float | str]]:
     model = elastic_model(path, mtime)
     shape = input_shape(model, path)
-    extracted = deploy.measure_latency(grow.extract(model, level), shape, repeats=20)
-    in_place = grow.latency_ms(lambda x: model(x, level), torch.randn(1, *shape), repeats=20)
-    return {"extracted_ms": extracted.median_ms, "in_place_ms": in_place, "host": extracted.host,
-            "threads": extracted.threads, "switch_us": grow.switch_time_us(model, level),
-            "switch_cached_us": grow.switch_time_us(model, level, cached=True)}
+    levels = range(model.num_levels)
+    extracted = deploy.measure_latencies({k: grow.extract(model, k) for k in levels}, shape, warmup=3,
+                                         repeats=10, rounds=5)
+    x = torch.randn(1, *shape)
+    out = []
+    for k in levels:
+        lat = extracted[k]
+        out.append({"extracted_ms": lat.median_ms, "extracted_p10_ms": lat.p10_ms, "extracted_p90_ms": lat.p90_ms,
+                    "repeats": lat.repeats, "in_place_ms": grow.latency_ms(lambda t, k=k: model(t, k), x, repeats=20),
+                    "host": lat.host, "threads": lat.threads, "switch_us": grow.switch_time_us(model, k),
+                    "switch_cached_us": grow.switch_time_us(model, k, cached=True)})
+    return out
 
 
 def shown_indices(count: int, shown: int = SHOWN_IMAGES) -> list[int]:

@@ -32,11 +32,19 @@ except ElasticError as err:
     st.error(f"This row's configuration cannot be built: {err}. Nothing to export.")
     st.stop()
 trained = weights.startswith("trained")
-(st.success if trained else st.warning)(f"Weights: {weights}." + (
-    "" if trained else " The files have this configuration's structure but not its trained accuracy."))
+if trained:
+    st.success(f"Weights: {weights}.")
+else:
+    st.warning(f"Weights: {weights}. The files have this configuration's structure but not its trained "
+               "accuracy, so no accuracy is shown for them. The row's own command trains it:")
+    st.code(row["command"], language="bash")
 
 cells = st.columns(4)
-cells[0].metric("Test accuracy (as measured)", f"{row['test_acc']:.2f}%")
+if trained:
+    cells[0].metric("Test accuracy (as measured)", f"{row['test_acc']:.2f}%")
+else:
+    cells[0].metric("Test accuracy", "untrained weights",
+                    help="The run's trained weights are not on this machine; fresh weights have no accuracy to show.")
 for cell, key in zip(cells[1:], ("params", "macs", "memory_int8")):
     metric = explore.METRICS[key]
     cell.metric(metric.label, explore.format_quantity(row[metric.column], metric))

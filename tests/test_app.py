@@ -323,3 +323,31 @@ def test_export_page_refuses_a_row_whose_config_cannot_be_built(tmp_path, monkey
     assert not at.exception
     assert any("cannot be built" in e.value and "layer9.9" in e.value for e in at.error)
     assert not at.get("download_button")
+
+
+def test_export_uses_the_shipped_baseline_and_never_shows_an_accuracy_beside_untrained_weights(monkeypatch):
+    """On a fresh machine (empty cache) the ResNet-20 baseline exports with the
+    trained weights that ship; a configuration without weights shows no accuracy."""
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(RESULTS_DIR))
+    frame = explore.configurations(explore.prepare(load_all(RESULTS_DIR)[0]))
+    rows = explore.select(frame, dataset="cifar10", arch="resnet20")
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    options = widget(at.selectbox, "Configuration").options
+    assert len(options) == len(rows)                      # the unpruned network once, as the baseline
+    baseline = rows[rows["method"] == "baseline"].iloc[0]
+    widget(at.selectbox, "Configuration").set_value(baseline["run_id"]).run()
+    assert any("trained weights from the checkpoint" in s.value and "cached_results/checkpoints" in s.value
+               for s in at.success)
+    assert metric_values(at)["Test accuracy (as measured)"] == f"{baseline['test_acc']:.2f}%"
+    untrained = rows[rows["method"] == "complexity"].iloc[0]  # no complexity checkpoint ships
+    widget(at.selectbox, "Configuration").set_value(untrained["run_id"]).run()
+    assert any("untrained weights" in w.value for w in at.warning)
+    assert metric_values(at)["Test accuracy"] == "untrained weights"
+    assert f"{untrained['test_acc']:.2f}%" not in " ".join(metric_values(at).values())
+    assert untrained["command"] in [c.value for c in at.code]
+
+
+def metric_values(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}

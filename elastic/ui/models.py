@@ -19,7 +19,7 @@ from elastic.errors import ElasticError
 from elastic.methods import complexity
 from elastic.models import build_model
 from elastic.profile import profile_model
-from elastic.runs import checkpoint_path, load_model
+from elastic.runs import checkpoint_path, load_model, shipped_checkpoint_path
 
 
 def input_shape(dataset: str) -> tuple[int, int, int]:
@@ -30,12 +30,15 @@ def input_shape(dataset: str) -> tuple[int, int, int]:
 @st.cache_resource(max_entries=16, show_spinner="Building the model...")
 def model(arch: str, num_classes: int, config_json: str = "", run_id: str = "") -> tuple[nn.Module, str]:
     """The model a results row describes, in eval mode, and where its weights
-    came from: the row's checkpoint if it is in the cache, else fresh weights.
-    Shared by every session: never mutate it. A config that does not fit the
-    architecture raises ElasticError (the page says so)."""
+    came from: the row's checkpoint if it is in the cache or ships in
+    cached_results/checkpoints, else fresh weights. Shared by every session:
+    never mutate it. A config that does not fit the architecture raises
+    ElasticError (the page says so)."""
     config = json.loads(config_json) if config_json else None
     fresh = checked_model(arch, num_classes, config).eval()     # checked before anything is allocated
     path = checkpoint_path(run_id) if run_id else None
+    if path is not None and not path.is_file() and shipped_checkpoint_path(run_id).is_file():
+        path = shipped_checkpoint_path(run_id)
     if path is not None and path.is_file():
         try:
             loaded, _ = load_model(path, arch=arch, num_classes=num_classes)
@@ -43,7 +46,7 @@ def model(arch: str, num_classes: int, config_json: str = "", run_id: str = "") 
         except ElasticError as err:
             return fresh, f"fresh weights: the checkpoint is unusable ({err})"
     where = f" (looked for {path})" if path is not None else ""
-    return fresh, f"fresh, untrained weights: no checkpoint in the cache{where}"
+    return fresh, f"fresh, untrained weights: no checkpoint in the cache or shipped{where}"
 
 
 @st.cache_data(show_spinner="Profiling the layers...")

@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 import torch
@@ -77,13 +78,20 @@ def recalibrate_batch_norms(model: torch.nn.Module, images: ImageSet, spec: Data
     update_bn(batches, model)
 
 
-def trained_start(arch: str, dataset: str) -> str | None:
-    """The run id of the trained baseline a quick run of (arch, dataset) would
-    fine-tune, or None when there is none on disk."""
+def trained_baseline(arch: str, dataset: str) -> tuple[Path, str] | None:
+    """The checkpoint and run id of the trained baseline a quick run of
+    (arch, dataset) would fine-tune, or None when there is none on disk."""
     try:
-        return find_baseline(dataset, arch)[1]["run_id"]
+        path, row = find_baseline(dataset, arch)
     except ElasticError:
         return None
+    return path, row["run_id"]
+
+
+def trained_start(arch: str, dataset: str) -> str | None:
+    """The run id of that baseline, or None."""
+    found = trained_baseline(arch, dataset)
+    return found[1] if found else None
 
 
 @dataclass
@@ -169,10 +177,10 @@ def quick_train(run: QuickRun, status: Status) -> QuickResult:
     status.phase = "pruning"
     source, start_id = None, None
     if data.source != "synthetic":
-        start_id = trained_start(run.arch, run.dataset)
-        if start_id is not None:
-            source, _ = load_model(find_baseline(run.dataset, run.arch)[0], arch=run.arch,
-                                   num_classes=data.num_classes)
+        found = trained_baseline(run.arch, run.dataset)
+        if found is not None:
+            path, start_id = found
+            source, _ = load_model(path, arch=run.arch, num_classes=data.num_classes)
     if run.mode == "none":
         model = source if source is not None else build_model(run.arch, data.num_classes)
     else:

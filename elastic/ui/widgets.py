@@ -13,6 +13,7 @@ import streamlit as st
 
 from elastic import catalog, explore
 from elastic.explore import Device, Metric, SliderSpec
+from elastic.ui import state
 
 T = TypeVar("T")
 
@@ -99,7 +100,6 @@ def pick_dataset_and_arch(choice: explore.Choices) -> tuple[str, str]:
     """Sidebar pickers over every registered dataset and the architectures that
     take its images, whether or not they have results; the choice is remembered
     and shared in the URL."""
-    from elastic.ui import state
     with st.sidebar:
         dataset = pick_dataset(catalog.DATASET_NAMES, choice.dataset)
         offered = catalog.archs_for(dataset)

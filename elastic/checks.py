@@ -132,44 +132,5 @@ def display_name(filename: str) -> str:
     return (name[:77] + "...") if len(name) > 80 else (name or "the uploaded file")
 
 
-def check_upload(data: bytes, filename: str, arch: str, num_classes: int,
-                 max_bytes: int = MAX_UPLOAD_BYTES, *, device: torch.device | str = "cpu"
-                 ) -> tuple[nn.Module, dict[str, Any]]:
-    """An uploaded checkpoint as (model in eval mode, its saved metadata without
-    the weights). Checked in order: size (before anything is read), format by
-    magic bytes, then `elastic.runs.load_model` (weights_only, zip checksums,
-    architecture, class count, weights fitting the saved config). The bytes go
-    to a file in a fresh temporary folder (never named after `filename`), which
-    is deleted before returning. Raises BadCheckpoint naming the file."""
-    from elastic.models import ARCHS
-    from elastic.runs import load_model
-
-    name = display_name(filename)
-    size = len(data)
-    if size > max_bytes:
-        raise BadCheckpoint(f"{name} is {_mb(size)}; the limit is {_mb(max_bytes)}. Upload a smaller checkpoint "
-                            f"(a CIFAR ResNet-56 is about 3.5 MB)")
-    if size == 0:
-        raise BadCheckpoint(f"{name} is empty; expected {EXPECTED}")
-    if not checkpoint_format(data[:8]):
-        raise BadCheckpoint(f"{name} is not a PyTorch checkpoint: it starts with {data[:4]!r}; expected "
-                            f"{EXPECTED}, which starts with {ZIP_MAGIC!r} (zip) or a pickle header")
-    if arch not in ARCHS:
-        raise BadCheckpoint(f"architecture {arch!r} is not supported; choose one of {', '.join(ARCHS.names())}")
-    with tempfile.TemporaryDirectory(prefix="elastic-upload-") as folder:
-        path = Path(folder) / "upload.pt"
-        path.write_bytes(data)
-        try:
-            model, state = load_model(path, arch=arch, num_classes=num_classes, device=device)
-        except BadCheckpoint as err:
-            raise BadCheckpoint(str(err).replace(str(path), name)) from None
-    meta = {key: value for key, value in state.items() if key != "model"}
-    return model.eval(), meta
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1024 ** 2:.1f} MB"
-
-
-__all__ = ["MAX_UPLOAD_BYTES", "BadCheckpoint", "check_upload", "checkpoint_format", "display_name",
+__all__ = ["MAX_UPLOAD_BYTES", "BadCheckpoint", "checkpoint_format", "display_name",
            "format_problem", "load_failure", "skeleton", "weights_mismatch"]

@@ -128,8 +128,8 @@ def progress_bar(desc: str) -> Callable:
 
 
 def results_path(args: argparse.Namespace):
-    from elastic.results import RESULTS_DIR
-    return Path(args.out) if args.out else RESULTS_DIR / f"{args.dataset}.csv"
+    from elastic.results import results_dir
+    return Path(args.out) if args.out else results_dir() / f"{args.dataset}.csv"
 
 
 def check_outputs(results: Path) -> None:
@@ -324,6 +324,30 @@ def run_export(args: argparse.Namespace) -> None:
     deploy.run_export_cli(args)
 
 
+def add_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="a model checkpoint, training resume file, elastic checkpoint, or TorchScript / ONNX export")
+
+
+def run_check(args: argparse.Namespace) -> None:
+    from elastic.filecheck import check_file, with_recorded
+    from elastic.results import load_all, results_dir
+    frame = load_all(results_dir())[0]
+    refused = []
+    for name in args.files:
+        try:
+            report = check_file(name)
+        except ElasticError as err:
+            if len(args.files) == 1:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            refused.append(name)
+            continue
+        print("\n".join(with_recorded(report, frame).lines()))
+    if refused:
+        raise ElasticError(f"{len(refused)} of {len(args.files)} files are not files Elastic writes")
+
+
 # ---- sweep ------------------------------------------------------------------------
 
 def add_sweep(p: argparse.ArgumentParser) -> None:
@@ -356,7 +380,7 @@ def run_sweep(args: argparse.Namespace) -> None:
     import tempfile
     from pathlib import Path
 
-    from elastic.results import RESULTS_DIR
+    from elastic.results import results_dir
     from elastic.sweep import GRIDS, Estimator, GridOptions, finished, ledger_path, run_sweep as sweep
     from elastic.train import pick_device
     if args.out:
@@ -364,7 +388,7 @@ def run_sweep(args: argparse.Namespace) -> None:
     elif args.grid == "smoke":
         out = Path(tempfile.mkdtemp(prefix="elastic-smoke-")) / "smoke.csv"
     else:
-        out = RESULTS_DIR / f"{args.grid}.csv"
+        out = results_dir() / f"{args.grid}.csv"
     if out.is_dir():
         raise ElasticError(f"--out {out} is a folder; name a results file, e.g. {out / 'results.csv'}")
     check_creatable(out.parent, f"--out {out}")
@@ -414,6 +438,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "grow": (add_grow, run_grow, "elastic prune-and-grow: one model with nested widths"),
     "bench": (add_bench, run_bench, "measure inference latency"),
     "export": (add_export, run_export, "export a model to ONNX and TorchScript"),
+    "check": (add_check, run_check, "say what a file is: checkpoint, resume file, elastic checkpoint or export"),
     "sweep": (add_sweep, run_sweep, "run a grid of configurations, resumably"),
 }
 

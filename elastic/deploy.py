@@ -56,6 +56,7 @@ from elastic.errors import ElasticError
 INEFFICIENT_BELOW = 0.7     # speed-up / MAC ratio under which a configuration is flagged
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 BUNDLE_FILES = ("model.onnx", "model.pt", "model.json")
+EXTRA_FILE = "elastic.json"   # the metadata stored inside exported files (read by elastic.filecheck)
 Runtime = Literal["torch", "onnxruntime"]
 _EXPORT_BATCH, _VERIFY_BATCH = 2, 3   # verifying at another batch size checks the dynamic batch axis
 
@@ -143,14 +144,22 @@ def measure_latencies(models: Mapping[str, nn.Module], input_shape: tuple[int, i
 
 def _onnx_runner(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> Callable[[Tensor], Any]:
     """A function running `model`'s ONNX export in an onnxruntime CPU session."""
-    import onnxruntime as ort
     with tempfile.TemporaryDirectory(prefix="elastic-latency-") as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
-        options = ort.SessionOptions()
+        session = _onnx_session(export_onnx(model, Path(tmp) / "model.onnx", input_shape), threads)
+    return lambda x: session.run(None, {INPUT_NAME: x.numpy()})
+
+
+def _onnx_session(path: str | Path, threads: int | None = 1):
+    """An onnxruntime CPU session for the file (`threads` None: onnxruntime's default)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ElasticError("running ONNX files needs onnxruntime (pip install onnxruntime)") from None
+    options = ort.SessionOptions()
+    if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {INPUT_NAME: x.numpy()})
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _timed_passes(run: Callable[[Tensor], Any], x: Tensor, warmup: int, repeats: int) -> list[float]:
@@ -221,9 +230,12 @@ def is_inefficient(base_latency_ms: float, latency_ms: float, base_macs: float, 
 # ---- export -----------------------------------------------------------------------
 
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int], *,
-                opset: int = 17, exporter: Literal["torchscript", "dynamo"] = "torchscript") -> Path:
+                opset: int = 17, exporter: Literal["torchscript", "dynamo"] = "torchscript",
+                meta: dict[str, Any] | None = None) -> Path:
     """Write `model` (a copy, in eval mode, on the CPU) as one ONNX file with a
     dynamic batch axis; input "input" (N, C, H, W) float32, output "logits".
+    `meta` (JSON-serialisable) is stored in the model's metadata_props under
+    "elastic.json", where `python -m elastic check` reads it.
     See the module docstring for the choice of exporter."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,19 +258,28 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
             program.save(str(path), external_data=False)
         else:
             raise ValueError(f"unknown exporter {exporter!r}: use 'torchscript' or 'dynamo'")
+    if meta is not None:
+        import onnx
+        proto = onnx.load(str(path))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = EXTRA_FILE, json.dumps(meta, default=str)
+        onnx.save(proto, str(path))
     return path
 
 
-def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int]) -> Path:
+def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
+                       meta: dict[str, Any] | None = None) -> Path:
     """Write `model` (a copy, in eval mode, on the CPU) as a traced TorchScript
-    file, loadable with torch.jit.load without the Elastic code."""
+    file, loadable with torch.jit.load without the Elastic code; `meta`
+    (JSON-serialisable) goes in as the extra file "elastic.json"."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = _private_copy(model)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", FutureWarning)   # torch.jit is deprecated, still shipped
         traced = torch.jit.trace(net, torch.randn(_EXPORT_BATCH, *input_shape), check_trace=False)
-        torch.jit.save(traced, str(path))
+        extra = {EXTRA_FILE: json.dumps(meta, default=str)} if meta is not None else None
+        torch.jit.save(traced, str(path), _extra_files=extra)
     return path
 
 
@@ -266,14 +287,8 @@ def verify_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
                 atol: float = 1e-4) -> float:
     """Largest absolute difference between onnxruntime (CPU) running the file and
     PyTorch running `model`, on a random batch. Raises ElasticError above `atol`."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ElasticError("verifying ONNX files needs onnxruntime (pip install onnxruntime)") from None
     x = _verify_input(input_shape)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1   # a small batch; threads only add contention
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = _onnx_session(path, threads=1)   # a small batch; threads only add contention
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     return _checked_difference("ONNX", path, torch.from_numpy(got), _reference(model, x), atol)
 
@@ -300,8 +315,8 @@ def export_bundle(model: nn.Module, out_dir: str | Path, input_shape: tuple[int,
     preprocessing when meta names a dataset, and the measured differences.
     Returns {file name: path}."""
     out_dir = Path(out_dir)
-    onnx_path = export_onnx(model, out_dir / "model.onnx", input_shape, opset=opset, exporter=exporter)
-    ts_path = export_torchscript(model, out_dir / "model.pt", input_shape)
+    onnx_path = export_onnx(model, out_dir / "model.onnx", input_shape, opset=opset, exporter=exporter, meta=meta)
+    ts_path = export_torchscript(model, out_dir / "model.pt", input_shape, meta=meta)
     description = {
         **meta,
         "input": {"name": INPUT_NAME, "shape": ["batch", *input_shape], "dtype": "float32"},
@@ -326,6 +341,63 @@ def export_bytes(model: nn.Module, input_shape: tuple[int, int, int], meta: dict
     with tempfile.TemporaryDirectory(prefix="elastic-export-") as tmp:
         paths = export_bundle(model, tmp, input_shape, meta, **options)
         return {name: path.read_bytes() for name, path in paths.items()}
+
+
+# ---- a results row's trained model ---------------------------------------------------
+
+ACCURACY_TOLERANCE = 0.05   # percentage points: onnxruntime and PyTorch may split a near-tie differently
+
+
+@dataclass(frozen=True)
+class AccuracyCheck:
+    """The exported ONNX model's accuracy in onnxruntime on the whole test
+    split, against the accuracy the row recorded with PyTorch."""
+    onnx_acc: float
+    recorded_acc: float
+    images: int
+    source: str
+
+    @property
+    def agrees(self) -> bool:
+        return abs(self.onnx_acc - self.recorded_acc) <= ACCURACY_TOLERANCE
+
+    def __str__(self) -> str:
+        verdict = "matches" if self.agrees else "DOES NOT match"
+        return (f"onnxruntime test accuracy {self.onnx_acc:.2f}% on {self.images:,} test images ({self.source}) "
+                f"{verdict} the row's {self.recorded_acc:.2f}% (difference "
+                f"{abs(self.onnx_acc - self.recorded_acc):.2f} points, tolerance {ACCURACY_TOLERANCE})")
+
+
+def onnx_accuracy(path: str | Path, data: ImageSet, spec: DatasetSpec, *, batch_size: int = 250) -> float:
+    """Top-1 accuracy (%) of an ONNX file run by onnxruntime on the CPU."""
+    from elastic.train import evaluate
+    session = _onnx_session(path, threads=None)
+    name = session.get_inputs()[0].name
+    return evaluate(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), data, spec,
+                    batch_size=batch_size)
+
+
+def check_onnx_accuracy(path: str | Path, row: Mapping[str, Any], data: ImageSet, spec: DatasetSpec,
+                        source: str) -> AccuracyCheck:
+    """`onnx_accuracy` on `data` (the whole test split) against `row`'s test accuracy."""
+    return AccuracyCheck(onnx_accuracy(path, data, spec), float(row["test_acc"]), len(data), source)
+
+
+def row_meta(row: Mapping[str, Any], weights: str) -> dict[str, Any]:
+    """What an export of a results row says about itself (model.json, and the
+    metadata inside model.onnx and model.pt): the row's id, method, config and
+    numbers, where the weights came from, and the command that made the row."""
+    def plain(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and value != value):
+            return None
+        return value.item() if hasattr(value, "item") else value
+    config = row["config"]
+    return {"run_id": row["run_id"], "arch": row["arch"], "dataset": row["dataset"], "method": row["method"],
+            "mode": plain(row.get("mode")) or None, "target": plain(row.get("target")),
+            "level": plain(row.get("level")), "config": json.loads(config) if isinstance(config, str) else config,
+            "test_acc": plain(row.get("test_acc")), "val_acc": plain(row.get("val_acc")),
+            "params": int(row["params"]), "macs": int(row["macs"]), "weights": weights,
+            "command": plain(row.get("command")) or ""}
 
 
 # ---- int8 -------------------------------------------------------------------------
@@ -486,9 +558,13 @@ def _check_config_entries(reference: nn.Module, arch: str, config: dict[str, Any
 
 # ---- command line -----------------------------------------------------------------
 
-def _add_model_source(p: argparse.ArgumentParser) -> None:
+def _add_model_source(p: argparse.ArgumentParser, *, run_id: bool = False) -> None:
     from elastic.cli import add_model_args
     add_model_args(p)
+    if run_id:
+        p.add_argument("--run-id", default=None, metavar="ID",
+                       help="a results row: its trained checkpoint (cached or shipped) is exported, and the ONNX "
+                            "file's test accuracy in onnxruntime is checked against the row's")
     p.add_argument("--checkpoint", default=None, help="a model saved by train / prune / grow")
     p.add_argument("--config", default=None,
                    help="architecture config as JSON text or a .json file, e.g. "
@@ -556,13 +632,16 @@ def run_bench_cli(args: argparse.Namespace) -> None:
 
 
 def add_export_options(parser: argparse.ArgumentParser) -> None:
-    _add_model_source(parser)
+    from elastic.cli import add_data_args
+    _add_model_source(parser, run_id=True)
     parser.add_argument("--out-dir", required=True, help="folder for model.onnx, model.pt, model.json")
     parser.add_argument("--opset", type=integer(7), default=17, help="ONNX opset (default: %(default)s)")
     parser.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
                         help="torch.onnx exporter; dynamo needs onnxscript (default: %(default)s)")
     parser.add_argument("--atol", type=number(above=0), default=1e-4,
                         help="largest accepted difference from PyTorch (default: %(default)s)")
+    add_data_args(parser)
+    parser.set_defaults(device="cpu")
 
 
 def run_export_cli(args: argparse.Namespace) -> None:
@@ -570,6 +649,9 @@ def run_export_cli(args: argparse.Namespace) -> None:
     from elastic.runs import complexity_columns
     out = Path(args.out_dir)
     check_creatable(out, f"--out-dir {out}")
+    if args.run_id:
+        _export_row(args, out)
+        return
     model, info = _model_from_args(args)
     shape = info["input_shape"]
     state = info["state"]
@@ -590,6 +672,49 @@ def run_export_cli(args: argparse.Namespace) -> None:
     print(f"  onnxruntime vs PyTorch: max |diff| {check['onnx_max_abs_diff']:.2e}; "
           f"TorchScript vs PyTorch: {check['torchscript_max_abs_diff']:.2e} (atol {check['atol']:g}, "
           f"opset {check['onnx_opset']}, batch {check['batch_size']})")
+
+
+def _export_row(args: argparse.Namespace, out: Path) -> None:
+    """export --run-id: the row's trained model, exported and verified, then its
+    ONNX file's accuracy in onnxruntime on the whole test split against the row's."""
+    from elastic.data import DATASETS, load_dataset
+    from elastic.results import load_all, results_dir
+    from elastic.runs import trained_model
+    if args.checkpoint or args.config:
+        raise ElasticError("give --run-id, or --checkpoint / --config, not both: the row names its checkpoint")
+    frame = load_all(results_dir())[0]
+    rows = frame[frame["run_id"] == args.run_id].to_dict("records")
+    if not rows:
+        raise ElasticError(f"no results row has run id {args.run_id!r} in {results_dir()}; the Explorer's "
+                           f"table and `python -m elastic check` show run ids")
+    row = rows[0]
+    spec = DATASETS.get(row["dataset"])
+    found = trained_model(row["run_id"], arch=row["arch"], num_classes=spec.num_classes)
+    if found is None:
+        raise ElasticError(f"row {args.run_id} has no trained checkpoint on this machine (neither in the cache "
+                           f"nor shipped); its command trains it: {row['command']}")
+    model, path = found
+    synthetic = str(row.get("data_source", "")).startswith("synthetic")
+    data = None if synthetic else load_dataset(row["dataset"], args.data_dir, source=args.data,
+                                               download=args.download)     # found before exporting
+    shape = (3, spec.input_size, spec.input_size)
+    meta = row_meta(row, f"trained, from {path.name}")
+    paths = export_bundle(model, out, shape, meta, opset=args.opset, atol=args.atol, exporter=args.exporter)
+    print(f"exported row {row['run_id']} (trained weights from {path}) to {out}")
+    for name, file in paths.items():
+        print(f"  {name:<11} {file.stat().st_size / 1024:9.1f} KB")
+    if data is None:
+        print("  test accuracy not checked: the row was measured on synthetic images")
+        return
+    check = check_onnx_accuracy(paths["model.onnx"], row, data.test, data.spec, data.source)
+    report = json.loads(paths["model.json"].read_text())
+    report["verification"]["test_accuracy"] = {"onnxruntime": check.onnx_acc, "recorded": check.recorded_acc,
+                                               "images": check.images, "agrees": check.agrees}
+    paths["model.json"].write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"  {check}")
+    if not check.agrees:
+        raise ElasticError(f"the exported ONNX model does not reproduce row {row['run_id']}'s accuracy; "
+                           f"do not deploy it")
 
 
 def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:

@@ -14,6 +14,7 @@ import fcntl
 import io
 import json
 import math
+import os
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ from elastic.errors import BadResults
 
 SCHEMA_VERSION = 2   # 2: run ids carry a precision-digest tag; precision and cpu columns
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "cached_results"
+
+
+def results_dir() -> Path:
+    """Where results are read from: cached_results/, or $ELASTIC_RESULTS_DIR
+    (tests and other sweeps use it)."""
+    return Path(os.environ.get("ELASTIC_RESULTS_DIR") or RESULTS_DIR)
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,8 @@ def shipped_checkpoint_path(run_id: str) -> Path:
     """Where a checkpoint that ships with the repository lies (cached_results/checkpoints):
     the trained baselines later runs start from, on a machine whose cache is empty."""
     from elastic.identity import checkpoint_name
-    from elastic.results import RESULTS_DIR
-    return RESULTS_DIR / "checkpoints" / checkpoint_name(run_id)
+    from elastic.results import results_dir
+    return results_dir() / "checkpoints" / checkpoint_name(run_id)
 
 
 def save_model(path: Path | str, model: nn.Module, arch: str, num_classes: int,
@@ -114,6 +114,34 @@ def load_model(path: Path | str, *, arch: str | None = None, num_classes: int | 
     return model.to(device), state
 
 
+def trained_model(run_id: str, *, arch: str | None = None, num_classes: int | None = None
+                  ) -> tuple[nn.Module, Path] | None:
+    """The trained network of a results row and the file it came from, or None
+    when no checkpoint of it is on this machine. Looked for in the cache, then
+    among the shipped checkpoints: a model checkpoint named after the row, or,
+    for an elastic level row (<run>/levelK), level K taken out of the run's
+    elastic checkpoint as a plain network. A file that is there but unusable
+    (or for another arch / class count) raises BadCheckpoint."""
+    from elastic.identity import parse
+    part = parse(run_id)
+    for path in (checkpoint_path(run_id), shipped_checkpoint_path(run_id)):
+        if path.is_file():
+            return load_model(path, arch=arch, num_classes=num_classes)[0].eval(), path
+    if part.kind != "level":
+        return None
+    for path in (checkpoint_path(part.run), shipped_checkpoint_path(part.run)):
+        if path.is_file():
+            from elastic.methods.grow import extract, load_elastic
+            net = load_elastic(path)
+            if (arch is not None and net.arch != arch) or (num_classes is not None and net.num_classes != num_classes):
+                raise BadCheckpoint(f"{path} holds a {net.arch} for {net.num_classes} classes, "
+                                    f"expected {arch} for {num_classes}")
+            if part.number >= net.num_levels:
+                raise BadCheckpoint(f"{path} has {net.num_levels} levels; the row asks for level {part.number}")
+            return extract(net, part.number), path
+    return None
+
+
 def arch_for(dataset_family: str) -> list[str]:
     """Architectures that take this dataset's image size."""
     return [name for name in ARCHS if ARCHS.get(name).family == dataset_family]
@@ -130,9 +158,9 @@ def find_baseline(dataset: str, arch: str, results: Path | None = None,
     only serves runs on synthetic data, and the other way round. Methods that start
     from a trained network (block pruning, prune-and-grow, fine-tuning) use it."""
     from elastic.errors import ElasticError
-    from elastic.results import RESULTS_DIR, load_all, read_results
+    from elastic.results import load_all, read_results, results_dir
 
-    frames = [load_all(RESULTS_DIR)[0]]
+    frames = [load_all(results_dir())[0]]
     if results is not None and Path(results).is_file():
         frames.append(read_results(results))
     rows = [r for frame in frames for r in frame.to_dict("records")

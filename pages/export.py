@@ -4,14 +4,15 @@ import json
 
 import streamlit as st
 
-from elastic import explore
+from elastic import deploy, explore
 from elastic.data import DATASETS
 from elastic.errors import ElasticError
 from elastic.ui import data, models, page, state, widgets
 
 page.start("Export",
            "Pick a measured configuration; it is rebuilt from its stored architecture config and exported "
-           "for deployment. Trained weights are used when the run's checkpoint is in the cache.")
+           "for deployment. Trained weights are used when the row's checkpoint is in the cache or ships with "
+           "the app; then the ONNX file's accuracy in onnxruntime is checked against the row's.")
 
 frame = explore.configurations(data.shown_results())
 dataset, arch = widgets.pick_dataset_and_arch(state.choices())
@@ -48,10 +49,7 @@ else:
 for cell, key in zip(cells[1:], ("params", "macs", "memory_int8")):
     metric = explore.METRICS[key]
     cell.metric(metric.label, explore.format_quantity(row[metric.column], metric))
-meta = {"run_id": run_id, "arch": arch, "dataset": dataset, "method": row["method"], "mode": row["mode"],
-        "target": row["target"] if explore.present(row["target"]) else None, "level": row["level"],
-        "config": json.loads(row["config"]), "test_acc": row["test_acc"], "params": int(row["params"]),
-        "macs": int(row["macs"]), "weights": "trained" if trained else "fresh", "command": row["command"]}
+meta = deploy.row_meta(row, "trained" if trained else "fresh, untrained")
 safe = run_id.replace("/", "__")
 st.download_button("Configuration (JSON)", json.dumps(meta, indent=2), file_name=f"{safe}.config.json",
                    mime="application/json", key="export.config", on_click="ignore",
@@ -66,3 +64,13 @@ if st.session_state.get("export.ready") == (run_id, trained):
     for cell, (name, blob) in zip(cells, files.items()):
         cell.download_button(f"{name} ({explore.format_bytes(len(blob))})", blob, file_name=f"{safe}-{name}",
                              key=f"export.file.{name}", on_click="ignore")
+    st.caption("Both model files were run and compared with PyTorch before they were offered.")
+    if trained and str(row["data_source"]).startswith("synthetic"):
+        st.info("The ONNX file's test accuracy was not checked: this row was measured on synthetic images.")
+    elif trained:
+        try:
+            check = models.onnx_check(files["model.onnx"], dataset, float(row["test_acc"]))
+        except ElasticError as err:
+            st.info(f"The ONNX file's test accuracy was not checked: {err}")
+        else:
+            (st.success if check.agrees else st.error)(f"{check}.")

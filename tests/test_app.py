@@ -351,3 +351,24 @@ def test_export_uses_the_shipped_baseline_and_never_shows_an_accuracy_beside_unt
 
 def metric_values(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
+
+
+def test_export_page_exports_a_trained_elastic_level_that_onnxruntime_reproduces(monkeypatch):
+    """Elastic level 2 ships inside its elastic checkpoint: the page exports it
+    with trained weights and the ONNX file's accuracy in onnxruntime on the whole
+    test split equals the row's."""
+    from tests.conftest import shared_archive
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(RESULTS_DIR))
+    monkeypatch.setenv("ELASTIC_DATA", str(shared_archive("cifar10").parent))
+    level = "cifar10/resnet20/elastic/c2g1/s0/fp32-a92b9931/level2"
+    row = load_all(RESULTS_DIR)[0].set_index("run_id").loc[level]
+    at = app(arch="resnet20", dataset="cifar10")
+    at.switch_page("pages/export.py").run()
+    widget(at.selectbox, "Configuration").set_value(level).run()
+    assert any("trained weights from the checkpoint" in s.value and "elastic" in s.value for s in at.success)
+    assert metric_values(at)["Test accuracy (as measured)"] == f"{row['test_acc']:.2f}%"
+    widget(at.button, "Build ONNX, TorchScript and JSON").click().run(timeout=300)
+    assert not at.exception
+    verdicts = [s.value for s in at.success if "onnxruntime test accuracy" in s.value]
+    assert verdicts and f"{row['test_acc']:.2f}% on 10,000 test images" in verdicts[0], [s.value for s in at.success]
+    assert "matches the row's" in verdicts[0]

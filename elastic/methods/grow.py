@@ -765,7 +765,7 @@ def run_cli(args: argparse.Namespace) -> None:
     row per level and one elastic checkpoint."""
     from elastic import identity
     from elastic.cli import load_data, precision_for, progress_bar, recipe_from, results_path, run_settings
-    from elastic.results import RESULTS_DIR, append_row
+    from elastic.results import append_row, results_dir
     from elastic.runs import baseline_for, checkpoint_path, load_start, result_row
     from elastic.train import evaluate, pick_device
 
@@ -788,7 +788,7 @@ def run_cli(args: argparse.Namespace) -> None:
                                  data_source=data.source)
     prefix = identity.run(name, precision, run_settings(recipe_from(args, precision), data.source, origin))
     resume = checkpoint_path(prefix)                     # + .levelK.resume.pt: per-epoch resume files
-    final = RESULTS_DIR / "checkpoints" / resume.name if args.ship else resume
+    final = results_dir() / "checkpoints" / resume.name if args.ship else resume
     options = {"levels": list(widths), "importance": args.importance, "baseline": str(baseline),
                "joint": args.joint, "core_epochs": core_epochs, "grow_epochs": grow_epochs}
     meta = {"dataset": args.dataset, "method": method, "run": prefix, "options": options}

@@ -1,19 +1,13 @@
 """Cached loaders for tables and presets (no torch here)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from elastic import explore
-from elastic.results import RESULTS_DIR, load_all
-
-
-def results_dir() -> Path:
-    """cached_results/, or $ELASTIC_RESULTS_DIR (tests and other sweeps use it)."""
-    return Path(os.environ.get("ELASTIC_RESULTS_DIR") or RESULTS_DIR)
+from elastic.results import load_all, results_dir
 
 
 def load_results() -> tuple[pd.DataFrame, list[str]]:

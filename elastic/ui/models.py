@@ -19,7 +19,7 @@ from elastic.errors import ElasticError
 from elastic.methods import complexity
 from elastic.models import build_model
 from elastic.profile import profile_model
-from elastic.runs import checkpoint_path, load_model, shipped_checkpoint_path
+from elastic.runs import trained_model
 
 
 def input_shape(dataset: str) -> tuple[int, int, int]:
@@ -30,23 +30,19 @@ def input_shape(dataset: str) -> tuple[int, int, int]:
 @st.cache_resource(max_entries=16, show_spinner="Building the model...")
 def model(arch: str, num_classes: int, config_json: str = "", run_id: str = "") -> tuple[nn.Module, str]:
     """The model a results row describes, in eval mode, and where its weights
-    came from: the row's checkpoint if it is in the cache or ships in
-    cached_results/checkpoints, else fresh weights. Shared by every session:
-    never mutate it. A config that does not fit the architecture raises
-    ElasticError (the page says so)."""
+    came from: the row's trained checkpoint (`elastic.runs.trained_model`: in the
+    cache or shipped, an elastic level taken out of its elastic checkpoint), else
+    fresh weights. Shared by every session: never mutate it. A config that does
+    not fit the architecture raises ElasticError (the page says so)."""
     config = json.loads(config_json) if config_json else None
     fresh = checked_model(arch, num_classes, config).eval()     # checked before anything is allocated
-    path = checkpoint_path(run_id) if run_id else None
-    if path is not None and not path.is_file() and shipped_checkpoint_path(run_id).is_file():
-        path = shipped_checkpoint_path(run_id)
-    if path is not None and path.is_file():
-        try:
-            loaded, _ = load_model(path, arch=arch, num_classes=num_classes)
-            return loaded.eval(), f"trained weights from the checkpoint {path}"
-        except ElasticError as err:
-            return fresh, f"fresh weights: the checkpoint is unusable ({err})"
-    where = f" (looked for {path})" if path is not None else ""
-    return fresh, f"fresh, untrained weights: no checkpoint in the cache or shipped{where}"
+    try:
+        found = trained_model(run_id, arch=arch, num_classes=num_classes) if run_id else None
+    except ElasticError as err:
+        return fresh, f"fresh weights: the checkpoint is unusable ({err})"
+    if found is not None:
+        return found[0], f"trained weights from the checkpoint {found[1]}"
+    return fresh, "fresh, untrained weights: no checkpoint of this row in the cache or shipped"
 
 
 @st.cache_data(show_spinner="Profiling the layers...")
@@ -82,3 +78,20 @@ def export_files(arch: str, dataset: str, config_json: str, run_id: str, meta_js
     from elastic import deploy
     net, _ = model(arch, DATASETS.get(dataset).num_classes, config_json, run_id)
     return deploy.export_bytes(net, input_shape(dataset), json.loads(meta_json))
+
+
+@st.cache_data(show_spinner="Running the ONNX file in onnxruntime on the whole test split...", max_entries=8)
+def onnx_check(onnx_bytes: bytes, dataset: str, recorded_acc: float):
+    """An exported ONNX file's test accuracy in onnxruntime on the whole test
+    split against the row's (`deploy.AccuracyCheck`). Raises DataNotFound when
+    the dataset is not on disk."""
+    import tempfile
+    from pathlib import Path
+
+    from elastic import deploy
+    from elastic.data import load_dataset
+    split = load_dataset(dataset)
+    with tempfile.TemporaryDirectory(prefix="elastic-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(onnx_bytes)
+        return deploy.check_onnx_accuracy(path, {"test_acc": recorded_acc}, split.test, split.spec, split.source)

@@ -121,35 +121,45 @@ def measure_latencies(models: Mapping[str, nn.Module], input_shape: tuple[int, i
     if runtime == "onnxruntime" and device.type != "cpu":
         raise ValueError("onnxruntime latency is measured on the CPU")
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    times: dict[str, list[float]] = {name: [] for name in models}
     with _num_threads(threads), torch.inference_mode():
         used_threads = torch.get_num_threads()
         if runtime == "torch":
             runners = {name: _private_copy(model, device) for name, model in models.items()}
         else:
             runners = {name: _onnx_runner(model, input_shape, used_threads) for name, model in models.items()}
-        names = list(runners)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:   # each round starts elsewhere
-                times[name] += _timed_passes(runners[name], x, warmup, repeats)
+        return time_runners(runners, x, warmup=warmup, repeats=repeats, rounds=rounds, threads=used_threads,
+                            runtime=runtime, precisions={name: precision_of(m) for name, m in models.items()})
+
+
+def time_runners(runners: Mapping[str, Callable[[Tensor], Any]], x: Tensor, *, warmup: int, repeats: int,
+                 rounds: int, threads: int, runtime: Runtime, precisions: Mapping[str, str] | None = None
+                 ) -> dict[str, Latency]:
+    """Latency of ready-made callables (a model, an onnxruntime session's run)
+    on the batch `x`, in `rounds` interleaved rounds as `measure_latencies` does.
+    `threads` and `runtime` are recorded, not set: the runners were made with them."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:   # each round starts elsewhere
+            times[name] += _timed_passes(runners[name], x, warmup, repeats)
     from elastic.results import host_name
     host = host_name()
     out = {}
     for name, samples in times.items():
         p10, median, p90 = np.percentile(samples, [10, 50, 90])
-        out[name] = Latency(float(median), float(p10), float(p90), batch_size, used_threads, str(device),
-                            host, precision_of(models[name]), len(samples), runtime)
+        out[name] = Latency(float(median), float(p10), float(p90), x.shape[0], threads, str(x.device),
+                            host, (precisions or {}).get(name, "fp32"), len(samples), runtime)
     return out
 
 
 def _onnx_runner(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> Callable[[Tensor], Any]:
     """A function running `model`'s ONNX export in an onnxruntime CPU session."""
     with tempfile.TemporaryDirectory(prefix="elastic-latency-") as tmp:
-        session = _onnx_session(export_onnx(model, Path(tmp) / "model.onnx", input_shape), threads)
+        session = onnx_session(export_onnx(model, Path(tmp) / "model.onnx", input_shape), threads)
     return lambda x: session.run(None, {INPUT_NAME: x.numpy()})
 
 
-def _onnx_session(path: str | Path, threads: int | None = 1):
+def onnx_session(path: str | Path, threads: int | None = 1):
     """An onnxruntime CPU session for the file (`threads` None: onnxruntime's default)."""
     try:
         import onnxruntime as ort
@@ -288,7 +298,7 @@ def verify_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
     """Largest absolute difference between onnxruntime (CPU) running the file and
     PyTorch running `model`, on a random batch. Raises ElasticError above `atol`."""
     x = _verify_input(input_shape)
-    session = _onnx_session(path, threads=1)   # a small batch; threads only add contention
+    session = onnx_session(path, threads=1)   # a small batch; threads only add contention
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     return _checked_difference("ONNX", path, torch.from_numpy(got), _reference(model, x), atol)
 
@@ -371,7 +381,7 @@ class AccuracyCheck:
 def onnx_accuracy(path: str | Path, data: ImageSet, spec: DatasetSpec, *, batch_size: int = 250) -> float:
     """Top-1 accuracy (%) of an ONNX file run by onnxruntime on the CPU."""
     from elastic.train import evaluate
-    session = _onnx_session(path, threads=None)
+    session = onnx_session(path, threads=None)
     name = session.get_inputs()[0].name
     return evaluate(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), data, spec,
                     batch_size=batch_size)

@@ -1,10 +1,11 @@
 """Block pruning: residual blocks removed one at a time, the least harmful by
 measured accuracy (direct) or by a proxy order (L1, random); every step's
-candidates, and the removable blocks of a network computed live."""
+candidates, the removable blocks of a network, and blocks removed live from a
+trained baseline."""
 import streamlit as st
 
 from elastic import explore
-from elastic.ui import blocks_view, data, page, state, widgets
+from elastic.ui import blocks_live, blocks_view, data, page, state, widgets
 
 page.start("Block pruning",
            "Direct block pruning takes each removable residual block out in turn, measures the validation "
@@ -94,3 +95,6 @@ if not live.empty:
                "(`elastic.methods.blocks.candidate_blocks`); the first block of each stage changes width or "
                "resolution and stays. Shares are of the unpruned network (`elastic.profile.profile_model`)"
                + ("; 'removed at step' is the chosen run's order." if order else "."))
+
+if not live.empty:
+    blocks_live.show(arch, dataset, steps)

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests never write into the repository's cache or results:
-ELASTIC_CACHE points at a temporary folder for every test."""
+ELASTIC_CACHE points at a temporary folder for every test. The app's background
+warm-up of the live pages is off (ELASTIC_PRECOMPUTE=0)."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 def _private_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ELASTIC_CACHE", str(tmp_path_factory.getbasetemp() / "elastic-cache"))
+        mp.setenv("ELASTIC_PRECOMPUTE", "0")      # no background warm-up competing with the tests for the CPU
         yield
 
 

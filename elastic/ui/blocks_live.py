@@ -88,6 +88,14 @@ def scanned(arch: str, dataset: str, run_id: str, _base: Baseline, _on_progress:
     return live.scan(_base.model, _base.candidates, data.val, data.spec, on_progress=_on_progress)
 
 
+def precompute(arch: str = "resnet20", dataset: str = "cifar10") -> None:
+    """What the first visit to the Block pruning page measures for the default
+    architecture: its trained baseline on the default test images (the app's warm-up)."""
+    base = baseline(arch, dataset)
+    if base is not None:
+        measured(arch, dataset, base.run_id, (), DEFAULT_IMAGES, base)
+
+
 # ---- the network as stages and blocks (pure) ------------------------------------------
 
 def layout(model: nn.Module) -> list[tuple[str, list[str]]]:

@@ -203,6 +203,21 @@ def _all_timings(path: str, mtime: int) -> list[dict[str, float | str]]:
     return out
 
 
+def precompute() -> None:
+    """What a first visit computes, for every shipped elastic checkpoint: every
+    level evaluated on the live images, timed, and profiled (the app's warm-up)."""
+    for path in find_checkpoints(checkpoints_dir()):
+        mtime = stamp(path)
+        model = elastic_model(str(path), mtime)
+        dataset = dataset_of(model, path)
+        live = live_images(dataset, trained_on_synthetic(model))
+        level_accuracy(str(path), mtime, 0, live, dataset)
+        level_timing(str(path), mtime, 0)
+        for level in range(model.num_levels):
+            level_profile(str(path), mtime, level)
+            stage_widths(str(path), mtime, level)
+
+
 def shown_indices(count: int, shown: int = SHOWN_IMAGES) -> list[int]:
     """Which of `count` live images are shown: evenly spread, so a test split
     stored class by class still shows several classes."""

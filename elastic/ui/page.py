@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import runpy
 import threading
 import time
@@ -11,8 +13,8 @@ import streamlit as st
 # What the pages after the first one import (torch and the methods): loaded in
 # the background once the first page has had time to draw, so the first visit
 # to a model page does not wait seconds for `import torch`.
-HEAVY_MODULES = ("elastic.ui.models", "elastic.ui.blocks_view", "elastic.ui.elastic_view", "elastic.ui.jobs",
-                 "elastic.ui.upload")
+HEAVY_MODULES = ("elastic.ui.models", "elastic.ui.blocks_view", "elastic.ui.blocks_live", "elastic.ui.elastic_view",
+                 "elastic.ui.jobs", "elastic.ui.upload")
 WARM_UP_DELAY_S = 8.0
 
 
@@ -41,11 +43,23 @@ def start(title: str, caption: str) -> None:
 
 @st.cache_resource(show_spinner=False)
 def warm_up() -> threading.Thread:
-    """Import HEAVY_MODULES in a daemon thread, once per server process."""
+    """Import HEAVY_MODULES in a daemon thread, once per server process; then,
+    unless $ELASTIC_PRECOMPUTE is 0 (the tests set it), fill the caches that the
+    first visits to the live pages need (every level of the shipped elastic
+    checkpoints evaluated and timed, the block page's trained baseline measured),
+    so those visits wait for nothing. A failure there only logs a line: the page
+    then computes on its first visit, as it would without the warm-up."""
     def load() -> None:
         time.sleep(WARM_UP_DELAY_S)
         for name in HEAVY_MODULES:
             importlib.import_module(name)
+        if os.environ.get("ELASTIC_PRECOMPUTE", "1") == "0":
+            return
+        for name in ("elastic.ui.elastic_view", "elastic.ui.blocks_live"):
+            try:
+                importlib.import_module(name).precompute()
+            except Exception as err:  # best effort: the page computes what is missing itself
+                logging.getLogger(__name__).warning("warm-up of %s skipped: %s", name, err)
     thread = threading.Thread(target=load, name="elastic-warm-up", daemon=True)
     thread.start()
     return thread

@@ -173,7 +173,9 @@ def test_blocks_page_says_not_yet_run_and_gives_the_command(runs):
     widget(at.selectbox, "Dataset").set_value("cifar100").run()
     assert not at.exception
     assert any("Not yet run" in i.value for i in at.info)
-    assert [c.value for c in at.code] == ["python -m elastic prune --method block --arch resnet20 --dataset cifar100"]
+    assert [c.value for c in at.code] == ["python -m elastic prune --method block --arch resnet20 --dataset cifar100",
+                                          "python -m elastic train --arch resnet20 --dataset cifar100 --epochs 12"]
+    assert any("No trained resnet20 baseline for cifar100" in i.value for i in at.info)   # nothing to remove live
     assert "Removable blocks" in metrics(at)                      # the live panel needs no results
 
     widget(at.selectbox, "Architecture").set_value("vgg16").run()

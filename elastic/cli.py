@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (add, _, help_text) in COMMANDS.items():
         add(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
+    from elastic.results import code_commit
+    code_commit()            # the commit of the code this process runs, whatever the checkout does later
     try:
         COMMANDS[args.command][1](args)
     except ElasticError as err:

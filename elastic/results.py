@@ -11,6 +11,7 @@ leaves a half-written file and concurrent workers never lose each other's rows.
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import json
 import math
@@ -87,14 +88,21 @@ COLUMN_NAMES = [c.name for c in COLUMNS]
 
 
 def provenance() -> dict[str, str]:
-    """Commit and date for a new row."""
+    """Commit and date for a new row. The commit is the one checked out when
+    this process first asked (`code_commit`), not when the row is written: a
+    long run records the code it runs even if the checkout moves on meanwhile."""
+    return {"commit": code_commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@functools.cache
+def code_commit() -> str:
+    """The checkout's commit, read once per process (the CLI reads it at start)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return {"commit": commit or "unknown",
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return commit or "unknown"
 
 
 def host_name() -> str:

@@ -52,8 +52,8 @@ from elastic.argtypes import integer, number
 from elastic.atomic import check_creatable
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import ElasticError
+from elastic.explore import INEFFICIENT_BELOW  # one threshold for the app and the benchmarks
 
-INEFFICIENT_BELOW = 0.7     # speed-up / MAC ratio under which a configuration is flagged
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 BUNDLE_FILES = ("model.onnx", "model.pt", "model.json")
 EXTRA_FILE = "elastic.json"   # the metadata stored inside exported files (read by elastic.filecheck)
@@ -188,38 +188,64 @@ def _timed_passes(run: Callable[[Tensor], Any], x: Tensor, warmup: int, repeats:
     return times
 
 
-def latency_columns(model: nn.Module, input_size: int | tuple[int, int, int], *,
-                    threads: int = 1, repeats: int = 50, runtime: Runtime = "torch") -> dict[str, Any]:
-    """The results schema's latency columns: median CPU latency at batch 1, and
-    where it was measured: host, thread count and runtime (latencies compare only
-    when these match). One thread by default: the steadiest figure on a shared machine."""
+def latency_columns(model: nn.Module, input_size: int | tuple[int, int, int], *, repeats: int = 20,
+                    rounds: int = 5, batches: tuple[int, ...] = (1, 8), threads: tuple[int | None, ...] = (1, None)
+                    ) -> dict[str, Any]:
+    """The results schema's latency columns: eager PyTorch and the verified ONNX
+    export in onnxruntime, measured interleaved (the two runtimes alternate in
+    `rounds` rounds of `repeats` passes, so a change in the machine's load hits
+    both alike) at every batch size and thread count (None: all threads).
+    latency_ms and ort_latency_ms are batch 1, one thread (the steadiest figure
+    on a shared machine); latency_detail keeps them all with their spread."""
     shape = (3, input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    lat = measure_latency(model, shape, batch_size=1, threads=threads, repeats=repeats, runtime=runtime)
-    return {"latency_ms": round(lat.median_ms, 4),
-            "latency_host": f"{lat.host}; {lat.threads} thread{'s' if lat.threads != 1 else ''}, {lat.runtime}"}
+    detail: dict[str, dict[str, dict[str, float]]] = {"torch": {}, "onnxruntime": {}}
+    with tempfile.TemporaryDirectory(prefix="elastic-latency-") as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", shape)
+        verify_onnx(model, path, shape)
+        net = _private_copy(model)
+        for count in threads:
+            with _num_threads(count), torch.inference_mode():
+                used = torch.get_num_threads()
+                session = onnx_session(path, used)
+                for batch in batches:
+                    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
+                    runners = {"torch": net, "onnxruntime": lambda t, s=session: s.run(None, {INPUT_NAME: t.numpy()})}
+                    measured = time_runners(runners, x, warmup=3, repeats=repeats, rounds=rounds, threads=used,
+                                            runtime="torch")
+                    key = f"batch {batch}, {used} thread{'s' if used != 1 else ''}"
+                    for runtime, lat in measured.items():
+                        detail[runtime][key] = {"median_ms": round(lat.median_ms, 4), "p10_ms": round(lat.p10_ms, 4),
+                                                "p90_ms": round(lat.p90_ms, 4), "passes": lat.repeats}
+    first = "batch 1, 1 thread"
+    from elastic.results import host_name
+    return {"latency_ms": detail["torch"][first]["median_ms"],
+            "ort_latency_ms": detail["onnxruntime"][first]["median_ms"],
+            "latency_host": f"{host_name()}; 1 thread, torch and onnxruntime interleaved",
+            "latency_detail": json.dumps(detail, sort_keys=True)}
 
 
-def fill_latency(results: Path, *, threads: int = 1, repeats: int = 50, redo: bool = False,
-                 on_row: Callable[[str, float], None] | None = None) -> int:
-    """Measure batch-1 CPU latency for the rows of a results file that have none
-    (every row with `redo`), one after the other on this machine, so that all
-    figures of one file compare. Latency depends on the architecture, not on the
-    trained weights, so each model is rebuilt from its config. Returns the count."""
+def fill_latency(results: Path, *, repeats: int = 20, redo: bool = False,
+                 on_row: Callable[[str, dict[str, Any]], None] | None = None) -> int:
+    """Measure `latency_columns` for the rows of a results file that lack either
+    runtime's figure (every row with `redo`), one after the other on this
+    machine, so that all figures of one file compare. Latency depends on the
+    architecture, not on the trained weights, so each model is rebuilt from its
+    config. Returns the count."""
     from elastic.data import DATASETS
     from elastic.results import append_row, read_results
 
     frame = read_results(results)
-    todo = frame if redo else frame[frame["latency_ms"].isna()]
+    todo = frame if redo else frame[frame["latency_ms"].isna() | frame["ort_latency_ms"].isna()]
     for row in todo.to_dict("records"):
         spec = DATASETS.get(row["dataset"])
         try:
             model = checked_model(row["arch"], spec.num_classes, json.loads(row["config"]))
         except ElasticError as err:
             raise ElasticError(f"{results}: row {row['run_id']}: {err}") from None
-        row.update(latency_columns(model, spec.input_size, threads=threads, repeats=repeats))
+        row.update(latency_columns(model, spec.input_size, repeats=repeats))
         append_row(results, {k: v for k, v in row.items() if v is not None and v == v})
         if on_row:
-            on_row(row["run_id"], row["latency_ms"])
+            on_row(row["run_id"], row)
     return len(todo)
 
 
@@ -593,8 +619,10 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=integer(0), default=10, help="untimed passes (default: %(default)s)")
     parser.add_argument("--repeats", type=integer(1), default=50, help="timed passes (default: %(default)s)")
     parser.add_argument("--fill-results", default=None, metavar="CSV",
-                        help="instead of one model: measure batch-1 latency (1 thread) for every row of "
-                             "this results file that has none, and store it in the row")
+                        help="instead of one model: measure latency in PyTorch and onnxruntime, interleaved, at "
+                             "batch 1 and 8, one thread and all, for every row of this results file that lacks "
+                             "it, and store it in the row (--repeats passes per round, 5 rounds)")
+    parser.add_argument("--redo", action="store_true", help="--fill-results: measure every row again")
     parser.add_argument("--int8", action="store_true",
                         help="also quantize to int8 (calibrated on training images) and compare "
                              "accuracy on test images and latency")
@@ -612,8 +640,9 @@ def run_bench_cli(args: argparse.Namespace) -> None:
     if min(args.batch_size) < 1 or args.repeats < 1 or args.warmup < 0 or bad_threads:
         raise ElasticError("--batch-size, --repeats and --threads must be >= 1, --warmup >= 0")
     if args.fill_results:
-        count = fill_latency(Path(args.fill_results), threads=args.threads or 1, repeats=args.repeats,
-                             on_row=lambda run_id, ms: print(f"  {ms:8.3f} ms  {run_id}"))
+        count = fill_latency(Path(args.fill_results), repeats=args.repeats, redo=args.redo,
+                             on_row=lambda run_id, row: print(f"  torch {row['latency_ms']:8.3f} ms · onnxruntime "
+                                                              f"{row['ort_latency_ms']:8.3f} ms  {run_id}"))
         print(f"measured {count} row(s) of {args.fill_results}")
         return
     model, info = _model_from_args(args)

@@ -49,11 +49,34 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("params", "params", "Parameters", "count", "params"),
     Metric("memory", "peak_mem_fp32", "Peak memory (fp32)", "bytes"),
     Metric("memory_int8", "peak_mem_int8", "Peak memory (int8)", "bytes"),
-    Metric("latency", "latency_ms", "Latency (CPU, batch 1)", "ms"),
+    Metric("latency", "latency_ms", "Latency (PyTorch, batch 1)", "ms"),
+    Metric("latency_ort", "ort_latency_ms", "Latency (onnxruntime, batch 1)", "ms"),
 )}
 # The four resources every configuration is plotted against (memory at fp32 unless
-# the budget is on int8 memory).
+# the budget is on int8 memory; latency in PyTorch unless the budget is on onnxruntime).
 PLOTTED = ("macs", "params", "memory", "latency")
+# Speed-up / MAC ratio under which a configuration is flagged: its MAC cut buys little speed.
+INEFFICIENT_BELOW = 0.7
+
+
+def plotted(budget_key: str) -> list[Metric]:
+    """The four plotted metrics for a budget on `budget_key`: the budget's own
+    variant of memory (fp32 / int8) and latency (PyTorch / onnxruntime)."""
+    swap = {"memory_int8": "memory", "latency_ort": "latency"}
+    return [METRICS[budget_key if swap.get(budget_key) == key else key] for key in PLOTTED]
+
+
+def efficiency(row: dict[str, Any], baseline: dict[str, Any] | None, column: str = "ort_latency_ms") -> float | None:
+    """Measured speed-up over the baseline divided by the MAC ratio (1.0: the
+    latency falls in proportion to the MACs; below INEFFICIENT_BELOW the cut buys
+    little speed), in the runtime of `column`; None where a figure is missing or
+    the row is the baseline's size."""
+    if baseline is None or row.get("run_id") == baseline.get("run_id"):
+        return None
+    values = [row.get(column), baseline.get(column), row.get("macs"), baseline.get("macs")]
+    if not all(present(v) and v > 0 for v in values) or row["macs"] >= baseline["macs"]:
+        return None
+    return (baseline[column] / row[column]) / (baseline["macs"] / row["macs"])
 
 _COUNT_PREFIXES = (("", 1.0), ("K", 1e3), ("M", 1e6), ("G", 1e9))
 # Binary kilobytes, as microcontroller datasheets count SRAM and flash.
@@ -227,7 +250,7 @@ def _budget(text: Any) -> float | None:
 # ---- the results table for exploring ------------------------------------------------
 
 _NUMERIC = ("test_acc", "val_acc", "acc_before_ft", "params", "macs", "weight_bytes", "peak_act_bytes",
-            "peak_mem_fp32", "peak_mem_int8", "latency_ms", "target", "epochs", "seed", "seconds")
+            "peak_mem_fp32", "peak_mem_int8", "latency_ms", "ort_latency_ms", "target", "epochs", "seed", "seconds")
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:

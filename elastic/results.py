@@ -66,6 +66,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak_mem_int8", "int", True, "weights + peak activations at int8"),
     Column("latency_ms", "float", False, "median CPU latency at batch 1, milliseconds"),
     Column("latency_host", "str", False, "the machine the latency was measured on"),
+    Column("ort_latency_ms", "float", False, "median latency of the verified ONNX export in onnxruntime on the "
+                                             "CPU, batch 1, one thread, milliseconds (measured beside latency_ms)"),
+    Column("latency_detail", "json", False, "latency in PyTorch and onnxruntime at batch 1 and 8, one thread and "
+                                            "all, measured interleaved: median, p10, p90 (ms) and passes of each"),
     Column("config", "json", True, "architecture config (elastic.models.arch_config) to rebuild the model"),
     Column("details", "json", False, "method-specific record, e.g. removed blocks and every candidate's measured accuracy"),
     Column("recipe", "json", False, "training recipe (elastic.train.Recipe) and method options"),

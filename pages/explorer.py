@@ -69,8 +69,7 @@ def budget_view(rows: pd.DataFrame) -> None:
                                      device=device, precision=precision)
     cards.best_card(pick, frame)
 
-    plotted = [explore.METRICS["memory_int8" if metric.key == "memory_int8" and key == "memory" else key]
-               for key in explore.PLOTTED]
+    plotted = explore.plotted(metric.key)
     st.html(figures.legend_html(rows["method"], best=pick.row is not None))
     for pair in (plotted[:2], plotted[2:]):
         for cell, shown in zip(st.columns(2), pair):
@@ -80,10 +79,11 @@ def budget_view(rows: pd.DataFrame) -> None:
     legend = ("Complexity-driven rows' marker shape: ■ PA, ◆ FA, ▲ MA (● every other row). Lines: each "
               "method's Pareto front. "
               "Dashed: the budget. Red ring: the chosen configuration. Hover a point for its configuration.")
-    unmeasured = int(rows["latency_ms"].isna().sum())
+    latency = plotted[-1]
+    unmeasured = int(rows[latency.column].isna().sum())
     if unmeasured:
-        legend += (f" Latency: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
-                   "(`python -m elastic bench` measures it).")
+        legend += (f" {latency.label}: {explore.NOT_MEASURED} for {unmeasured} of {len(rows)} configurations "
+                   "(`python -m elastic bench --fill-results` measures it).")
     st.caption(legend)
 
 

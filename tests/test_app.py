@@ -372,3 +372,29 @@ def test_export_page_exports_a_trained_elastic_level_that_onnxruntime_reproduces
     verdicts = [s.value for s in at.success if "onnxruntime test accuracy" in s.value]
     assert verdicts and f"{row['test_acc']:.2f}% on 10,000 test images" in verdicts[0], [s.value for s in at.success]
     assert "matches the row's" in verdicts[0]
+
+
+def test_the_explorer_budgets_on_onnxruntime_latency_and_shows_the_efficiency(tmp_path, monkeypatch):
+    """Rows with both runtimes' latency (the shipped rows, onnxruntime figures set
+    here so the choice is known): a budget on onnxruntime latency picks the best
+    validation accuracy among the rows under it, the card says which runtime,
+    and a MAC cut that buys little speed is flagged."""
+    rows = read_results(RESULTS_DIR / "cifar10.csv").to_dict("records")
+    base = next(r for r in rows if r["run_id"] == "cifar10/resnet20/baseline/e12/s0/fp32-69ffb0f4")
+    for row in rows:          # onnxruntime latency: 2 ms at the baseline's MACs, falling half as fast as the MACs
+        row["ort_latency_ms"] = 2.0 * (0.5 + 0.5 * row["macs"] / base["macs"])
+        append_row(tmp_path / "cifar10.csv", {k: v for k, v in row.items() if v is not None and v == v})
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(tmp_path))
+    frame = explore.configurations(explore.prepare(load_all(tmp_path)[0]))
+    budget = 1.6
+    pick = expected(frame, metric="latency_ort", budget=budget)
+    assert pick.row is not None and pick.row["ort_latency_ms"] <= budget < base["ort_latency_ms"]
+    at = app(dataset="cifar10", arch="resnet20", metric="latency_ort", budget=str(budget))
+    assert not at.exception
+    assert pick.row["run_id"] in card(at) and "Best under 1.6 ms" in card(at)
+    text = " ".join(m.value for m in at.markdown)
+    speedup = base["ort_latency_ms"] / pick.row["ort_latency_ms"]
+    assert f"{speedup:.2f}x faster than the baseline" in text and "in onnxruntime: efficiency" in text
+    assert "(low: this MAC cut buys little speed)" in text          # half the MAC cut turns into speed
+    assert {c.proto.label for c in at.selectbox} >= {"Budget on"}
+    assert widget(at.selectbox, "Budget on").value == "latency_ort"

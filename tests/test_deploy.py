@@ -182,10 +182,19 @@ def test_onnxruntime_latency_times_the_export():
     assert "onnxruntime on cpu" in str(lat)
 
 
-def test_latency_columns_fill_the_schema():
-    cols = deploy.latency_columns(build_model("resnet20", 10), 32, repeats=3)
-    assert set(cols) == {"latency_ms", "latency_host"}
-    assert cols["latency_ms"] > 0 and cols["latency_host"].startswith(host_name())
+def test_latency_columns_fill_the_schema_for_both_runtimes():
+    cols = deploy.latency_columns(build_model("resnet20", 10), 32, repeats=2, rounds=2)
+    assert set(cols) == {"latency_ms", "ort_latency_ms", "latency_host", "latency_detail"}
+    assert cols["latency_ms"] > 0 and cols["ort_latency_ms"] > 0 and cols["latency_host"].startswith(host_name())
+    detail = json.loads(cols["latency_detail"])
+    threads = torch.get_num_threads()
+    keys = {"batch 1, 1 thread", "batch 8, 1 thread", f"batch 1, {threads} thread{'s' if threads != 1 else ''}",
+            f"batch 8, {threads} thread{'s' if threads != 1 else ''}"}
+    for runtime in ("torch", "onnxruntime"):
+        assert set(detail[runtime]) == keys
+        for figures in detail[runtime].values():
+            assert figures["p10_ms"] <= figures["median_ms"] <= figures["p90_ms"] and figures["passes"] == 4
+    assert detail["onnxruntime"]["batch 1, 1 thread"]["median_ms"] == cols["ort_latency_ms"]
 
 
 def test_speedup_efficiency_is_speedup_over_mac_ratio():
@@ -286,8 +295,10 @@ def test_fill_latency_measures_rows_without_it(tmp_path):
     path = tmp_path / "r.csv"
     append_row(path, row("a"))
     append_row(path, row("b", latency_ms=1.5, latency_host="elsewhere"))
-    assert fill_latency(path, repeats=3) == 1
+    append_row(path, row("c", latency_ms=1.5, ort_latency_ms=1.2, latency_host="elsewhere"))
+    assert fill_latency(path, repeats=2) == 2             # b has no onnxruntime figure yet
     frame = read_results(path).set_index("run_id")
-    assert frame.loc["a", "latency_ms"] > 0 and "thread" in frame.loc["a", "latency_host"]
-    assert frame.loc["b", "latency_ms"] == 1.5          # measured rows are kept
-    assert fill_latency(path, repeats=3) == 0
+    assert frame.loc["a", "latency_ms"] > 0 and frame.loc["a", "ort_latency_ms"] > 0
+    assert "thread" in frame.loc["a", "latency_host"] and frame.loc["b", "latency_ms"] != 1.5
+    assert frame.loc["c", "latency_ms"] == 1.5 and frame.loc["c", "ort_latency_ms"] == 1.2   # measured rows stay
+    assert fill_latency(path, repeats=2) == 0

@@ -26,11 +26,9 @@ def best_card(pick: Pick, frame: pd.DataFrame) -> None:
         st.markdown(f"**Best {budget}{device}:** {explore.describe(row)}  \n`{row['run_id']}`")
         baseline = explore.baseline_for(frame, row)
         _numbers(row, baseline)
-        latency = explore.format_quantity(row["latency_ms"], METRICS["latency"])
-        host = f" on {row['latency_host']}" if row.get("latency_host") else ""
         fp32, int8 = explore.format_bytes(row["peak_mem_fp32"]), explore.format_bytes(row["peak_mem_int8"])
         st.markdown(f"Peak memory (weights + activations, batch 1): **{fp32}** at fp32, **{int8}** at int8. "
-                    f"Latency (CPU, batch 1): **{latency}**{host}.")
+                    + latency_text(row, baseline, pick.metric))
         if pick.device is not None:
             for precision, fit in explore.device_fit(row, pick.device).items():
                 icon = ":green[:material/check_circle:]" if fit.fits else ":red[:material/cancel:]"
@@ -68,6 +66,28 @@ def _numbers(row: dict[str, Any], baseline: dict[str, Any] | None) -> None:
         st.caption("No baseline row for this architecture and dataset: reductions cannot be computed.")
     elif baseline["run_id"] != row["run_id"]:
         st.caption(f"Baseline: `{baseline['run_id']}` ({baseline['test_acc']:.2f}%).")
+
+
+def latency_text(row: dict[str, Any], baseline: dict[str, Any] | None, metric: explore.Metric) -> str:
+    """Latency in both runtimes (the budget's runtime first when the budget is on
+    latency) and, against the baseline, the speed-up each MAC cut bought."""
+    first = "latency_ort" if metric.key != "latency" else "latency"
+    runtimes = [(METRICS[k], name) for k, name in (("latency_ort", "onnxruntime"), ("latency", "PyTorch"))]
+    runtimes.sort(key=lambda pair: pair[0].key != first)
+    shown = [f"**{explore.format_quantity(row[m.column], m)}** in {name}" for m, name in runtimes
+             if explore.present(row.get(m.column))]
+    if not shown:
+        return f"Latency: {explore.NOT_MEASURED}."
+    host = str(row.get("latency_host") or "").split(";")[0]
+    text = f"Latency (CPU, batch 1, one thread{', ' + host if host else ''}): " + ", ".join(shown) + "."
+    main = runtimes[0][0]
+    value = explore.efficiency(row, baseline, main.column)
+    if value is not None:
+        speedup = baseline[main.column] / row[main.column]
+        text += (f" {speedup:.2f}x faster than the baseline for {baseline['macs'] / row['macs']:.2f}x fewer MACs "
+                 f"in {runtimes[0][1]}: efficiency **{value:.2f}**")
+        text += (" :orange[(low: this MAC cut buys little speed)]." if value < explore.INEFFICIENT_BELOW else ".")
+    return text
 
 
 def provenance(row: dict[str, Any]) -> None:

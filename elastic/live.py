@@ -48,7 +48,7 @@ class OnnxNetwork:
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int]) -> None:
         with tempfile.TemporaryDirectory(prefix="elastic-live-") as tmp:
             path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
-            verify_onnx(model, path, input_shape)
+            verify_onnx(model, path, input_shape, relative=True)
             self.session = onnx_session(path, threads=None)
             self.single = onnx_session(path, threads=1)
         self.input = self.session.get_inputs()[0].name

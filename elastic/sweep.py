@@ -111,8 +111,9 @@ def _complexity_scale(mode: str, target: float) -> float:
 def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_epochs: int,
                 grow_epochs: int, batch: int, joint_epochs: int | None = None, data: tuple[str, ...] = (),
                 block_limit: tuple[str, ...] = (), targets: Iterable[float] = TARGETS,
-                modes: Iterable[str] = ("PA", "FA", "MA")) -> list[Job]:
-    """Every method of the product for one (dataset, arch)."""
+                modes: Iterable[str] = ("PA", "FA", "MA"), rounded: tuple[int, ...] = ()) -> list[Job]:
+    """Every method of the product for one (dataset, arch); with `rounded`, FA
+    0.5 and uniform 0.5 again with channel counts rounded to each multiple."""
     common = ("--arch", arch, "--dataset", dataset, "--batch-size", str(batch), *data,
               "--out", str(opts.results), *opts.extra)
 
@@ -121,8 +122,8 @@ def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_e
     def work(epochs_: float, scale: float = 1.0, run: str = "") -> Work:
         return Work(dataset, arch, batch, epochs_, scale, run)
 
-    def pruned(method: str, mode: str, target: float) -> str:
-        return identity.pruned_name(dataset, arch, method, mode=mode, target=target, round_to=1, step=None,
+    def pruned(method: str, mode: str, target: float, round_to: int = 1) -> str:
+        return identity.pruned_name(dataset, arch, method, mode=mode, target=target, round_to=round_to, step=None,
                                     min_width=None, init="scratch", epochs=epochs, seed=0, data_source=source)
     base = f"{dataset}/{arch}/baseline"
     base_run = identity.baseline_name(dataset, arch, epochs=epochs, seed=0, data_source=source)
@@ -136,6 +137,14 @@ def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_e
         jobs.append(Job(f"{dataset}/{arch}/uniform/{target}",
                         ("prune", "--method", "uniform", "--target", str(target),
                          "--epochs", str(epochs), *common), work=work(epochs, target, pruned("uniform", "FA", target))))
+    for r in rounded:
+        jobs.append(Job(f"{dataset}/{arch}/complexity/FA/0.5/r{r}",
+                        ("prune", "--method", "complexity", "--mode", "FA", "--target", "0.5", "--round-to", str(r),
+                         "--epochs", str(epochs), *common),
+                        work=work(epochs, 0.5, pruned("complexity", "FA", 0.5, r))))
+        jobs.append(Job(f"{dataset}/{arch}/uniform/0.5/r{r}",
+                        ("prune", "--method", "uniform", "--target", "0.5", "--round-to", str(r),
+                         "--epochs", str(epochs), *common), work=work(epochs, 0.5, pruned("uniform", "FA", 0.5, r))))
     if arch in RESIDUAL:
         blocks = REMOVABLE_BLOCKS.get(arch, 8)
         steps = blocks // 2                                   # about half the blocks go for half the MACs
@@ -184,12 +193,15 @@ def cpu_stage(name: str) -> str:
     """The stage of the CPU grid a job belongs to ('a' first), or '' if it is not
     in that grid: a. the CIFAR baselines; b. FA 0.5, uniform 0.5 and prune-and-grow;
     c. ResNet-56 block pruning, direct and L1; d. the other targets, PA and MA at
-    0.5 and joint training; e. Imagenette ResNet-50; f. PA and MA at 0.3 and 0.7."""
+    0.5 and joint training; e. Imagenette ResNet-50; f. FA 0.5 and uniform 0.5 with
+    channel counts rounded to 8 (hardware-aligned widths); g. PA and MA at 0.3 and 0.7."""
     dataset, arch, method, *rest = name.split("/")
+    if rest and rest[-1].startswith("r"):
+        return "f" if dataset == "cifar10" else ""
     if dataset == "imagenette":
         return "e" if method in ("baseline", "block", "elastic") or rest in (["FA", "0.5"], ["0.5"]) else ""
     if arch == "resnet20":   # its a-e rows are shipped
-        return "f" if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5" else ""
+        return "g" if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5" else ""
     if method == "baseline":
         return "a"
     if method == "elastic" or rest in (["FA", "0.5"], ["0.5"]):
@@ -197,7 +209,7 @@ def cpu_stage(name: str) -> str:
     if method in ("block", "block-l1"):
         return "c" if arch == "resnet56" else ""
     if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5":
-        return "f"
+        return "g"
     return "d" if method in ("complexity", "uniform", "elastic-joint") else ""
 
 
@@ -219,7 +231,7 @@ def _cpu(opts: GridOptions) -> list[Job]:
     for arch in order:
         if not opts.archs or arch in opts.archs:
             jobs += method_jobs("cifar10", arch, epochs, cifar, ft_epochs=1, grow_epochs=4, joint_epochs=1,
-                                batch=256)
+                                batch=256, rounded=(8,))
     if not opts.archs or "resnet50" in opts.archs:
         jobs += method_jobs("imagenette", "resnet50", opts.epochs or 16, imagenette, ft_epochs=1, grow_epochs=4,
                             batch=128, modes=("FA",), targets=(0.5,))

@@ -240,3 +240,24 @@ def test_cli_trains_and_writes_a_row(tmp_path, monkeypatch: pytest.MonkeyPatch) 
     assert tuned["method"] == "uniform" and tuned["acc_before_ft"] is not None
     assert json.loads(tuned["details"])["baseline"] == str(baseline)
     assert tuned["macs"] <= 0.5 * profile_model(build_model("resnet20", 10), (3, 32, 32)).macs
+
+
+def test_round_to_auto_measures_the_multiples_and_keeps_the_fastest(capsys: pytest.CaptureFixture[str]) -> None:
+    """The choice is measured (onnxruntime, this machine), so the test checks what
+    holds whatever the machine: every multiple that reaches the target is timed,
+    the fastest is chosen, and its plan meets the target with widths of that multiple."""
+    import re
+
+    from elastic.methods.complexity import AUTO_ROUNDINGS
+
+    assert main(["prune", "--method", "uniform", "--target", "0.5", "--arch", "resnet20", "--round-to", "auto",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("round-to auto"))
+    timings = {int(r): float(ms) for r, ms in re.findall(r"(\d+): ([\d.]+) ms", line)}
+    chosen = int(re.search(r"chose (\d+)", line).group(1))
+    assert set(timings) <= set(AUTO_ROUNDINGS) and timings and chosen == min(timings, key=timings.get)
+    rounded = uniform_plan("resnet20", 10, 0.5, "macs", round_to=chosen)
+    assert f"round to {chosen}" in out and rounded.achieved["macs"] <= 0.5
+    for kept, original in rounded.kept.values():
+        assert kept % chosen == 0 or kept == original

@@ -16,12 +16,14 @@ from elastic.errors import BadCheckpoint
 from elastic.filecheck import check_file, with_recorded
 from elastic.methods.grow import build_elastic, save_elastic
 from elastic.models import build_model
-from elastic.results import load_all, results_dir
-from elastic.runs import save_model, shipped_checkpoint_path
+from elastic.identity import checkpoint_name
+from elastic.results import RESULTS_DIR, load_all
+from elastic.runs import save_model
 from elastic.train import Recipe, train
 from tests.conftest import shared_archive
 from tests.test_reliability import assert_user_error, run_cli
 
+SHIPPED = RESULTS_DIR / "checkpoints"
 BASELINE = "cifar10/resnet20/baseline/e12/s0/fp32-69ffb0f4"
 ELASTIC_LEVEL = "cifar10/resnet20/elastic/c2g1/s0/fp32-a92b9931/level2"
 
@@ -89,25 +91,31 @@ def test_the_cli_names_the_kind_and_refuses_foreign_files_in_one_line(written, t
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.fixture
+def shipped_results(monkeypatch):
+    """The shipped results, whatever another test module pointed the environment at."""
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(RESULTS_DIR))
+
+
 def test_shipped_checkpoints_are_recognised_with_their_recorded_accuracy():
-    frame = load_all(results_dir())[0]
-    baseline = with_recorded(check_file(shipped_checkpoint_path(BASELINE)), frame)
+    frame = load_all(RESULTS_DIR)[0]
+    baseline = with_recorded(check_file(SHIPPED / checkpoint_name(BASELINE)), frame)
     row = frame.set_index("run_id").loc[BASELINE]
     assert dict(baseline.facts)["recorded accuracy"].startswith(f"test {row['test_acc']:.2f}%")
-    elastic = with_recorded(check_file(shipped_checkpoint_path(ELASTIC_LEVEL.rsplit("/", 1)[0])), frame)
+    elastic = with_recorded(check_file(SHIPPED / checkpoint_name(ELASTIC_LEVEL.rsplit("/", 1)[0])), frame)
     level = frame.set_index("run_id").loc[ELASTIC_LEVEL]
     assert elastic.levels[2]["test acc"] == f"{level['test_acc']:.2f}%"
     assert elastic.levels[2]["MACs"] == level["macs"]
 
 
-def test_export_by_run_id_reproduces_the_rows_accuracy_in_onnxruntime(tmp_path, monkeypatch):
+def test_export_by_run_id_reproduces_the_rows_accuracy_in_onnxruntime(tmp_path, monkeypatch, shipped_results):
     """On an empty cache (as on a fresh clone), from the checkpoints that ship."""
     archive = shared_archive("cifar10")
     monkeypatch.setenv("ELASTIC_DATA", str(archive.parent))
     out = tmp_path / "level2"
     result = run_cli("export", "--run-id", ELASTIC_LEVEL, "--out-dir", str(out), cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr[-2000:]
-    row = load_all(results_dir())[0].set_index("run_id").loc[ELASTIC_LEVEL]
+    row = load_all(RESULTS_DIR)[0].set_index("run_id").loc[ELASTIC_LEVEL]
     assert f"onnxruntime test accuracy {row['test_acc']:.2f}% on 10,000 test images" in result.stdout
     assert "matches the row's" in result.stdout
     check = json.loads((out / "model.json").read_text())["verification"]["test_accuracy"]
@@ -117,7 +125,7 @@ def test_export_by_run_id_reproduces_the_rows_accuracy_in_onnxruntime(tmp_path, 
     assert exported.run_id == ELASTIC_LEVEL and exported.kind == "ONNX export"
 
 
-def test_export_by_run_id_refuses_unknown_rows_and_rows_without_weights(tmp_path):
+def test_export_by_run_id_refuses_unknown_rows_and_rows_without_weights(tmp_path, shipped_results):
     result = run_cli("export", "--run-id", "cifar10/nope", "--out-dir", str(tmp_path / "a"), cache=tmp_path / "c")
     assert_user_error(result, "no results row has run id 'cifar10/nope'")
     untrained = "cifar10/resnet20/uniform/FA/t0.5/r1/scratch/e12/s0/fp32-69ffb0f4"   # its checkpoint does not ship

@@ -185,14 +185,19 @@ def test_the_cpu_grid_runs_in_the_issue_order(tmp_path):
 
     jobs = GRIDS.get("cpu").make(GridOptions(tmp_path / "r.csv"))
     stages = [cpu_stage(j.name) for j in jobs]
-    assert stages == sorted(stages) and set(stages) == set("abcdef")
+    assert stages == sorted(stages) and set(stages) == set("abcdefg")
     names = [j.name for j in jobs]
     assert names[:3] == ["cifar10/resnet56/baseline", "cifar10/alexnet/baseline", "cifar10/vgg16/baseline"]
     assert "cifar10/resnet56/block" in names and "cifar10/vgg16/block" not in names
     assert {"imagenette/resnet50/baseline", "imagenette/resnet50/complexity/FA/0.5",
             "imagenette/resnet50/uniform/0.5", "imagenette/resnet50/block", "imagenette/resnet50/elastic"} \
         == {n for n in names if n.startswith("imagenette")}
-    assert not any(n.startswith("cifar10/resnet20/") and cpu_stage(n) != "f" for n in names)
+    assert not any(n.startswith("cifar10/resnet20/") and cpu_stage(n) not in "fg" for n in names)
+    rounded = [j for j in jobs if cpu_stage(j.name) == "f"]     # after a-e: FA 0.5 and uniform 0.5 rounded to 8
+    assert {j.name for j in rounded} == {f"cifar10/{a}/{m}/0.5/r8" for a in ("resnet20", "resnet56", "alexnet",
+                                                                            "vgg16") for m in ("complexity/FA",
+                                                                                               "uniform")}
+    assert all(j.argv[j.argv.index("--round-to") + 1] == "8" for j in rounded)
     for job in jobs:         # each dataset's rows in its own file beside the ledger's
         dataset = job.name.split("/")[0]
         assert job.argv[job.argv.index("--out") + 1] == str(tmp_path / f"{dataset}.csv")

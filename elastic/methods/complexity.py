@@ -51,7 +51,8 @@ from elastic.profile import FP32_BYTES, profile_model
 
 MODES: dict[str, str] = {"PA": "params", "FA": "macs", "MA": "memory"}
 METRICS = ("params", "macs", "memory")
-ROUNDINGS = (1, 4, 8, 16)
+ROUNDINGS = (1, 4, 8, 16, 32)
+AUTO_ROUNDINGS = (8, 16, 32)      # what --round-to auto chooses among, by measured onnxruntime latency
 INITS = ("scratch", "finetune")
 DEFAULT_STEP = 0.1
 DEFAULT_MIN_FRACTION = 0.1   # default minimum width: 10% of the original, at least 1 channel
@@ -477,14 +478,61 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="fraction of a sampled layer's filters removed at a time (default: %(default)s)")
     g.add_argument("--min-width", type=integer(1), default=None,
                    help="fewest channels a layer keeps (default: 10%% of its original width, at least 1)")
-    g.add_argument("--round-to", type=int, choices=ROUNDINGS, default=1,
-                   help="channel counts are multiples of this (default: %(default)s)")
+    g.add_argument("--round-to", type=_rounding, default=1, metavar="{" + ",".join(map(str, ROUNDINGS)) + ",auto}",
+                   help="channel counts are multiples of this; auto: the multiple of "
+                        f"{', '.join(map(str, AUTO_ROUNDINGS))} whose plan runs fastest in onnxruntime on this "
+                        "machine (measured, batch 1, one thread; the rounded plan still meets --target) "
+                        "(default: %(default)s)")
     g.add_argument("--init", choices=INITS, default="scratch",
                    help="train the pruned network from scratch (the paper) or fine-tune the trained "
                         "baseline's kept filters (default: %(default)s)")
     g.add_argument("--baseline", default=None,
                    help="trained baseline checkpoint for --init finetune (default: the one recorded "
                         "in the results for this arch and dataset)")
+
+
+def _rounding(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(map(str, ROUNDINGS))} or auto") from None
+    if value not in ROUNDINGS:
+        raise argparse.ArgumentTypeError(f"{value} is not one of {', '.join(map(str, ROUNDINGS))} or auto")
+    return value
+
+
+def pick_rounding(args: argparse.Namespace, num_classes: int, input_shape: tuple[int, int, int]
+                  ) -> tuple[int, dict[int, float]]:
+    """--round-to auto: the multiple of AUTO_ROUNDINGS whose plan (for the same
+    method, mode and target) has the lowest onnxruntime latency here, batch 1,
+    one thread, the candidates timed in interleaved rounds; and each one's
+    median latency in ms."""
+    from elastic.deploy import measure_latencies
+    models, unreachable = {}, []
+    for r in AUTO_ROUNDINGS:
+        try:
+            models[r] = build(plan_from_args(argparse.Namespace(**{**vars(args), "round_to": r}), num_classes))
+        except ElasticError:          # widths this coarse cannot reach the target
+            unreachable.append(str(r))
+    if not models:
+        raise BadBudget(f"--round-to auto: no multiple of {', '.join(unreachable)} reaches --target {args.target:g} "
+                        f"for {args.arch}; give a smaller --round-to")
+    measured = measure_latencies(models, input_shape, threads=1, warmup=3, repeats=10, rounds=5,
+                                 runtime="onnxruntime")
+    timings = {r: round(lat.median_ms, 4) for r, lat in measured.items()}
+    return min(timings, key=lambda r: (timings[r], r)), timings
+
+
+def _resolve_rounding(args: argparse.Namespace, num_classes: int, input_size: int) -> dict[int, float]:
+    """Replace --round-to auto by the measured choice (printed); the timings."""
+    if args.round_to != "auto":
+        return {}
+    args.round_to, timings = pick_rounding(args, num_classes, (3, input_size, input_size))
+    print("round-to auto (onnxruntime, batch 1, 1 thread): "
+          + ", ".join(f"{r}: {ms:.3f} ms" for r, ms in timings.items()) + f"; chose {args.round_to}")
+    return timings
 
 
 def _step_fraction(text: str) -> float:
@@ -523,6 +571,8 @@ def run_cli(args: argparse.Namespace) -> None:
     from elastic.train import evaluate, pick_device, train
 
     started = time.perf_counter()
+    spec = DATASETS.get(args.dataset)
+    auto = _resolve_rounding(args, spec.num_classes, spec.input_size)
     if args.dry_run:
         # Planning only runs batch-1 profiles of small nets: one thread is fastest, and
         # on a busy CPU OpenMP workers spinning against other jobs make it many times slower.
@@ -542,6 +592,8 @@ def run_cli(args: argparse.Namespace) -> None:
     precision = precision_for(args, device)
     recipe = recipe_from(args, precision)
     details = {**pruned_plan.details(), "init": args.init}
+    if auto:
+        details["round_to_auto"] = {str(r): ms for r, ms in auto.items()}
     torch.manual_seed(args.seed)
     acc_before, start, schedule = None, "", identity.schedule(args.epochs)
     if args.init == "finetune":

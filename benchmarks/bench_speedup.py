@@ -5,8 +5,9 @@ to MACs; flagged below elastic.deploy.INEFFICIENT_BELOW).
 
 Configurations (fresh weights: latency does not depend on their values):
 - complexity FA / PA / MA at target 0.5 (`complexity.plan`; PA and MA budget
-  parameters and memory, so their MACs differ), and FA with widths rounded to 8;
-- uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded to 8;
+  parameters and memory, so their MACs differ), and FA with widths rounded to 8,
+  16 and 32 (where the rounded plan reaches the target);
+- uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded;
 - block removal: 12 of the 24 candidate blocks (every other one, so 4 per stage);
 - the elastic 64% level (`grow.build_elastic(...).level_config`).
 
@@ -33,6 +34,7 @@ from elastic.profile import count_macs  # noqa: E402
 ARCH = "resnet56"
 TARGET = 0.5
 ELASTIC_WIDTH = 0.64
+ROUNDED = (8, 16, 32)       # the multiples --round-to auto chooses among
 
 
 def block_removal_config(arch: str = ARCH, remove: int = 12) -> dict:
@@ -62,9 +64,15 @@ def configurations() -> dict[str, dict]:
     configs = {"baseline": {}}
     for mode in ("FA", "PA", "MA"):
         configs[f"complexity {mode} 0.5"] = planner(mode)(ARCH, TARGET, 1)
-    configs["complexity FA 0.5, round 8"] = planner("FA")(ARCH, TARGET, 8)
-    configs["uniform 0.5"] = planner("uniform")(ARCH, TARGET, 1)
-    configs["uniform 0.5, round 8"] = planner("uniform")(ARCH, TARGET, 8)
+    from elastic.errors import ElasticError
+    for method, name in (("FA", "complexity FA 0.5"), ("uniform", "uniform 0.5")):
+        if method == "uniform":
+            configs[name] = planner("uniform")(ARCH, TARGET, 1)
+        for r in ROUNDED:
+            try:
+                configs[f"{name}, round {r}"] = planner(method)(ARCH, TARGET, r)
+            except ElasticError as err:      # widths this coarse cannot reach the target
+                print(f"{name}, round {r}: left out ({err})")
     configs["block removal 12/24"] = block_removal_config()
     configs[f"elastic {ELASTIC_WIDTH:.0%} level"] = elastic_config()
     return configs

@@ -135,14 +135,16 @@ def with_recorded(report: FileReport, frame: Any) -> FileReport:
     if row is None:
         return replace(report, facts=[*report.facts, ("recorded accuracy", "its row is not in the results")])
     found = _accuracies(row)
-    text = f"test {found['test acc']}, validation {found['val acc']} ({row['date']}, {row['precision']})"
+    text = (f"test {found['test acc (recorded)']}, validation {found['val acc (recorded)']} "
+            f"({row['date']}, {row['precision']})")
     return replace(report, facts=[*report.facts, ("recorded accuracy", text)])
 
 
 def _accuracies(row: Mapping[str, Any] | None) -> dict[str, str]:
     def percent(value: Any) -> str:
         return "-" if value is None or value != value else f"{float(value):.2f}%"
-    return {"test acc": percent(row and row.get("test_acc")), "val acc": percent(row and row.get("val_acc"))}
+    return {"test acc (recorded)": percent(row and row.get("test_acc")),
+            "val acc (recorded)": percent(row and row.get("val_acc"))}
 
 
 # ---- torch.save files --------------------------------------------------------------

@@ -42,5 +42,5 @@ if st.button(f"Measure accuracy on {upload.ACCURACY_IMAGES} {dataset} test image
     else:
         cells = st.columns(len(found))
         for cell, (what, acc) in zip(cells, found):
-            cell.metric(f"Test accuracy {what}".strip(), f"{acc:.2f}%",
+            cell.metric(f"Test accuracy, {what}" if what else "Test accuracy", f"{acc:.2f}%",
                         help=f"Measured now on {images} test images (a fixed subset) from {source}.")

@@ -340,6 +340,7 @@ def test_cli_grow_writes_one_row_per_level(baseline_file, tmp_path, capsys) -> N
 def test_cli_joint_run_ships_its_checkpoint(baseline_file, tmp_path, monkeypatch, capsys) -> None:
     import elastic.results
     monkeypatch.setattr(elastic.results, "RESULTS_DIR", tmp_path / "shipped")
+    monkeypatch.delenv("ELASTIC_RESULTS_DIR", raising=False)     # results_dir() is then RESULTS_DIR
     out = tmp_path / "results.csv"
     code = cli.main(["grow", *COMMON, "--baseline", str(baseline_file), "--joint", "--epochs", "1",
                      "--levels", "1,0.5", "--ship", "--out", str(out)])

@@ -171,5 +171,6 @@ def test_a_shipped_baseline_is_found_when_the_cache_is_empty(tmp_path, monkeypat
     (shipped / "checkpoints").mkdir()
     checkpoint_path(run_id).rename(shipped / "checkpoints" / identity.checkpoint_name(run_id))
     monkeypatch.setattr(elastic.results, "RESULTS_DIR", shipped)
+    monkeypatch.delenv("ELASTIC_RESULTS_DIR", raising=False)     # results_dir() is then RESULTS_DIR
     path, row = find_baseline("cifar10", "resnet20", synthetic=True)
     assert path == shipped_checkpoint_path(run_id) and row["run_id"] == run_id

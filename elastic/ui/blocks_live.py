@@ -18,9 +18,10 @@ import streamlit as st
 from torch import nn
 
 from elastic import live
-from elastic.data import DATASETS, DataSplits, default_data_dirs, load_dataset
+from elastic.data import DATASETS, DataSplits, cache_dir, default_data_dirs, load_dataset
 from elastic.errors import ElasticError
 from elastic.methods.blocks import ScanProgress, candidate_blocks
+from elastic.results import results_dir
 from elastic.runs import find_baseline, load_model
 
 DEFAULT_IMAGES = 1000
@@ -38,11 +39,16 @@ class Baseline:
     candidates: tuple[str, ...]
 
 
-@st.cache_resource(show_spinner="Loading the trained baseline...", max_entries=8)
-def baseline(arch: str, dataset: str, results_stamp: Any = None) -> Baseline | None:
+def baseline(arch: str, dataset: str) -> Baseline | None:
     """The trained baseline of `arch` on `dataset` (cached or shipped checkpoint,
     `runs.find_baseline`), or None when there is none on this machine.
     Shared by every session: never change its model."""
+    return _baseline(arch, dataset, str(results_dir()), str(cache_dir()))
+
+
+@st.cache_resource(show_spinner="Loading the trained baseline...", max_entries=8)
+def _baseline(arch: str, dataset: str, results: str, cache: str) -> Baseline | None:
+    # results and cache are in the key: other folders hold other baselines.
     spec = DATASETS.get(dataset)
     try:
         path, row = find_baseline(dataset, arch)

@@ -69,8 +69,11 @@ def show(report: FileReport) -> None:
             cell.metric(metric.label, explore.format_quantity(value, metric))
     st.table(pd.DataFrame(report.facts, columns=["", "this file"]).set_index(""))
     if report.levels:
-        st.markdown("**Levels** (each a standalone network; accuracy as its results row recorded it)")
-        st.dataframe(pd.DataFrame(report.levels), hide_index=True, width="stretch")
+        st.markdown("**Levels** (each a standalone network; accuracy as its results row recorded it on the whole "
+                    "test split)")
+        st.dataframe(pd.DataFrame(report.levels), hide_index=True, width="stretch", column_config={
+            "params": st.column_config.NumberColumn(format="localized"),
+            "MACs": st.column_config.NumberColumn(format="localized")})
     if prof is not None:
         st.caption("Peak memory = weights + peak live activations, batch 1.")
         with st.expander("Every layer"):

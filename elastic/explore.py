@@ -49,8 +49,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("params", "params", "Parameters", "count", "params"),
     Metric("memory", "peak_mem_fp32", "Peak memory (fp32)", "bytes"),
     Metric("memory_int8", "peak_mem_int8", "Peak memory (int8)", "bytes"),
-    Metric("latency", "latency_ms", "Latency (PyTorch, batch 1)", "ms"),
-    Metric("latency_ort", "ort_latency_ms", "Latency (onnxruntime, batch 1)", "ms"),
+    Metric("latency", "latency_ms", "Latency (PyTorch)", "ms"),        # both: CPU, batch 1, one thread
+    Metric("latency_ort", "ort_latency_ms", "Latency (onnxruntime)", "ms"),
 )}
 # The four resources every configuration is plotted against (memory at fp32 unless
 # the budget is on int8 memory; latency in PyTorch unless the budget is on onnxruntime).

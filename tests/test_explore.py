@@ -109,7 +109,7 @@ def test_empty_selection_and_unmeasured_latency_are_explained():
     rows = make_rows(dict(latency_ms=None), dict(latency_ms=None))
     pick = explore.best_under_budget(rows, METRICS["latency"], 100.0)
     assert pick.row is None and pick.unmeasured == 2
-    assert pick.reason == "Latency (PyTorch, batch 1): not measured yet for any configuration here."
+    assert pick.reason == "Latency (PyTorch): not measured yet for any configuration here."
     some = make_rows(dict(latency_ms=None, test_acc=99), dict(latency_ms=3.0, test_acc=70))
     pick = explore.best_under_budget(some, METRICS["latency"], 100.0)
     assert pick.row["run_id"] == "r1" and pick.unmeasured == 1   # an unmeasured row is never assumed to fit

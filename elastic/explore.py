@@ -494,41 +494,53 @@ def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
     exactly the budget is under it: its cost is compared as the page shows it
     (three significant digits, so a 40.8 M budget takes the network shown as
     40.8 M MACs), with a relative tolerance for float rounding."""
-    measured = rows.dropna(subset=[metric.column, "test_acc"])
-    under = measured[as_shown(measured[metric.column]) <= budget * (1 + BUDGET_TOLERANCE)]
-    fitting = under
+    # On a few numpy columns, and only the chosen rows become dicts: a slider
+    # move runs this, and filtering or sorting the whole frame costs ten times more.
+    cost = rows[metric.column].to_numpy(dtype=float, na_value=np.nan)
+    test = rows["test_acc"].to_numpy(dtype=float, na_value=np.nan)
+    val = (rows["val_acc"].to_numpy(dtype=float, na_value=np.nan) if "val_acc" in rows
+           else np.full(len(rows), np.nan))
+    macs = rows["macs"].to_numpy(dtype=float, na_value=np.nan)
+    run_ids = rows["run_id"].astype(str).to_numpy(dtype=str)
+    measured = ~(np.isnan(cost) | np.isnan(test))
+    under = measured & (as_shown(pd.Series(cost)).to_numpy() <= budget * (1 + BUDGET_TOLERANCE))
+    fitting = under.copy()
     if device is not None:
-        mask = [device_fit(row, device)[precision].fits for row in under.to_dict("records")]
-        fitting = under[np.array(mask, dtype=bool)] if len(under) else under
+        for i in np.flatnonzero(under):
+            fitting[i] = device_fit(rows.iloc[i].to_dict(), device)[precision].fits
     smallest = None
-    if len(measured):
-        smallest = measured.sort_values([metric.column, "run_id"], kind="mergesort").iloc[0].to_dict()
+    if measured.any():
+        order = np.lexsort((run_ids, cost))                 # the last key sorts first
+        smallest = rows.iloc[order[measured[order]][0]].to_dict()
     best = None
-    if len(fitting):
-        val = fitting["val_acc"] if "val_acc" in fitting else pd.Series(math.nan, index=fitting.index)
-        no_val = val.isna()
-        ranked = fitting.assign(_no_val=no_val, _neg_val=-val.fillna(0.0),
-                                _neg_test=-fitting["test_acc"].where(no_val, 0.0)).sort_values(
-            ["_no_val", "_neg_val", "_neg_test", metric.column, "macs", "run_id"], kind="mergesort")
-        best = ranked.drop(columns=["_no_val", "_neg_val", "_neg_test"]).iloc[0].to_dict()
-    return Pick(best, metric, float(budget), len(measured), len(under), len(fitting),
-                len(rows) - len(measured), smallest, device, precision)
+    if fitting.any():
+        no_val = np.isnan(val)
+        neg_val = -np.where(no_val, 0.0, val)
+        neg_test = -np.where(no_val, test, 0.0)
+        order = np.lexsort((run_ids, macs, cost, neg_test, neg_val, no_val))
+        best = rows.iloc[order[fitting[order]][0]].to_dict()
+    return Pick(best, metric, float(budget), int(measured.sum()), int(under.sum()), int(fitting.sum()),
+                len(rows) - int(measured.sum()), smallest, device, precision)
 
 
 def baseline_for(frame: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any] | None:
     """The baseline a row is compared with: same dataset and architecture, the
     row's training schedule first, real data before synthetic, then the most
     epochs, then the newest."""
-    rows = frame[(frame["dataset"] == row["dataset"]) & (frame["arch"] == row["arch"])
-                 & (frame["method"] == "baseline")]
-    if rows.empty:
+    # Ranked on numpy columns and only the chosen row taken (the card runs this on every slider move).
+    index = np.flatnonzero(((frame["dataset"] == row["dataset"]) & (frame["arch"] == row["arch"])
+                            & (frame["method"] == "baseline")).to_numpy(dtype=bool))
+    if not len(index):
         return None
+    rows = frame.iloc[index]
     own = row.get("schedule") or UNRECORDED
-    ranked = rows.assign(_other=schedule_of(rows) != own, _synthetic=rows["data_source"] == "synthetic",
-                         _neg_epochs=-rows["epochs"])
-    ranked = ranked.sort_values(["_other", "_synthetic", "_neg_epochs", "date"],
-                                ascending=[True, True, True, False], kind="mergesort")
-    return ranked.drop(columns=["_other", "_synthetic", "_neg_epochs"]).iloc[0].to_dict()
+    other = (schedule_of(rows) != own).to_numpy(dtype=bool)
+    synthetic = (rows["data_source"] == "synthetic").to_numpy(dtype=bool)
+    neg_epochs = -rows["epochs"].to_numpy(dtype=float, na_value=np.nan)
+    # Newest first: the dates' descending rank, ties kept in row order.
+    newest = -pd.Series(rows["date"].astype(str).to_numpy()).rank(method="dense").to_numpy()
+    order = np.lexsort((np.arange(len(index)), newest, neg_epochs, synthetic, other))
+    return frame.iloc[index[order[0]]].to_dict()
 
 
 def reductions(row: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:

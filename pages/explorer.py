@@ -42,7 +42,7 @@ state.remember(choice.update(dataset=dataset, schedule=schedule, arch=arch,
                              methods=None if list(methods) == present else methods, modes=modes))
 
 
-@st.fragment
+@page.fragment
 def budget_view(rows: pd.DataFrame) -> None:
     """The budget, the card and the plots: a fragment, so moving the slider
     reruns only this part, not the pickers and tables around it."""
@@ -73,8 +73,9 @@ def budget_view(rows: pd.DataFrame) -> None:
     st.html(figures.legend_html(rows["method"], best=pick.row is not None))
     for pair in (plotted[:2], plotted[2:]):
         for cell, shown in zip(st.columns(2), pair):
-            cell.plotly_chart(figures.tradeoff_figure(rows, shown, budget=budget if shown.key == metric.key else None,
-                                                      best=pick.row, legend=False),
+            figure = figures.tradeoff_figure(rows, shown, budget=budget if shown.key == metric.key else None,
+                                             best=pick.row, legend=False)
+            cell.plotly_chart(figures.unchecked(figure),
                               width="stretch", config={"displaylogo": False}, key=f"plot.{shown.key}")
     legend = ("Complexity-driven rows' marker shape: ■ PA, ◆ FA, ▲ MA (● every other row). Lines: each "
               "method's Pareto front. "

@@ -312,6 +312,51 @@ def test_the_explorer_loads_without_torch(results):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_the_model_pages_modules_load_without_torchvision():
+    """torchvision costs two seconds to import (its ops import torch._dynamo):
+    only the torchvision architectures' builders import it."""
+    code = ("import sys, importlib; from elastic.ui import page; "
+            "[importlib.import_module(m) for m in page.HEAVY_MODULES]; "
+            "from elastic.models import build_model; build_model('resnet20', 10); "
+            "print('torchvision' in sys.modules); build_model('resnet50', 10); print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_the_warm_up_waits_while_the_app_is_in_use():
+    """A background step waits for every page or fragment run (and a quick
+    run's training) to end, then for the app to be left alone for a moment."""
+    import threading
+
+    from elastic.ui import page
+
+    done = {}
+    entered, leave = threading.Event(), threading.Event()
+
+    def user() -> None:
+        with page.in_use():
+            entered.set()
+            leave.wait(10)
+        done["user"] = time.monotonic()
+
+    def warm_up() -> None:
+        entered.wait(10)
+        page.wait_until_idle(0.3)
+        done["warm_up"] = time.monotonic()
+
+    threads = [threading.Thread(target=user), threading.Thread(target=warm_up)]
+    for t in threads:
+        t.start()
+    entered.wait(10)
+    time.sleep(0.5)
+    assert "warm_up" not in done          # still in use: the warm-up waits
+    leave.set()
+    for t in threads:
+        t.join(10)
+    assert done["warm_up"] - done["user"] >= 0.3
+
+
 def test_export_page_refuses_a_row_whose_config_cannot_be_built(tmp_path, monkeypatch):
     rows = read_results(RESULTS_DIR / "cifar10.csv").head(1).to_dict("records")
     impossible = {**rows[0], "run_id": "cifar10/resnet20/baseline/e12/s0/fp32-00000000",

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torchvision
 from torch import nn
 
 from elastic.models.cifar_resnet import CifarResNet
@@ -64,7 +63,10 @@ def alexnet(num_classes: int) -> nn.Module:
 
 @_register("resnet50", "imagenette", 128, "torchvision ResNet-50 with a new linear head")
 def resnet50(num_classes: int) -> nn.Module:
-    model = torchvision.models.resnet50(weights=None)
+    # torchvision is imported where it is used: importing it takes two seconds
+    # (its ops import torch._dynamo), which every page and command would pay.
+    from torchvision.models import resnet50 as torchvision_resnet50
+    model = torchvision_resnet50(weights=None)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
 
@@ -72,7 +74,8 @@ def resnet50(num_classes: int) -> nn.Module:
 @_register("vgg16_bn", "imagenette", 128,
            "torchvision VGG-16-BN features with global pooling and a new linear head")
 def vgg16_bn(num_classes: int) -> nn.Module:
-    model = torchvision.models.vgg16_bn(weights=None)
+    from torchvision.models import vgg16_bn as torchvision_vgg16_bn     # imported here: see resnet50
+    model = torchvision_vgg16_bn(weights=None)
     model.avgpool = nn.AdaptiveAvgPool2d(1)
     model.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(512, num_classes))
     return model

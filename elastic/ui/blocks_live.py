@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -94,11 +94,14 @@ def scanned(arch: str, dataset: str, run_id: str, _base: Baseline, _on_progress:
     return live.scan(_base.model, _base.candidates, data.val, data.spec, on_progress=_on_progress)
 
 
-def precompute(arch: str = "resnet20", dataset: str = "cifar10") -> None:
+def precompute(arch: str = "resnet20", dataset: str = "cifar10", pause: Callable[[], None] = lambda: None) -> None:
     """What the first visit to the Block pruning page measures for the default
-    architecture: its trained baseline on the default test images (the app's warm-up)."""
+    architecture: its trained baseline on the default test images (the app's
+    warm-up; `pause()` is called before each step)."""
+    pause()
     base = baseline(arch, dataset)
     if base is not None:
+        pause()
         measured(arch, dataset, base.run_id, (), DEFAULT_IMAGES, base)
 
 

@@ -91,8 +91,10 @@ def latency_text(row: dict[str, Any], baseline: dict[str, Any] | None, metric: e
 
 
 def provenance(row: dict[str, Any]) -> None:
-    """Command, seed, epochs, device, commit and date of one row."""
-    st.code(row["command"], language="bash")
+    """Command, seed, epochs, device, commit and date of one row. The command is
+    inline code, not st.code: the card is on the first page, and st.code's
+    highlighter costs the browser over half a second to load there."""
+    st.markdown(f"`{row['command']}`")
     st.markdown(" · ".join(f"{name}: **{row[name] if not isinstance(row[name], float) else f'{row[name]:g}'}**"
                            for name in ("seed", "epochs", "device", "commit", "date", "seconds")))
     if row.get("data_source"):

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -203,17 +204,24 @@ def _all_timings(path: str, mtime: int) -> list[dict[str, float | str]]:
     return out
 
 
-def precompute() -> None:
+def precompute(pause: Callable[[], None] = lambda: None) -> None:
     """What a first visit computes, for every shipped elastic checkpoint: every
-    level evaluated on the live images, timed, and profiled (the app's warm-up)."""
+    level evaluated on the live images, timed, and profiled (the app's warm-up).
+    `pause()` is called before each step (the warm-up waits there while the app
+    is in use)."""
     for path in find_checkpoints(checkpoints_dir()):
         mtime = stamp(path)
+        pause()
         model = elastic_model(str(path), mtime)
         dataset = dataset_of(model, path)
+        pause()
         live = live_images(dataset, trained_on_synthetic(model))
+        pause()
         level_accuracy(str(path), mtime, 0, live, dataset)
+        pause()
         level_timing(str(path), mtime, 0)
         for level in range(model.num_levels):
+            pause()
             level_profile(str(path), mtime, level)
             stage_widths(str(path), mtime, level)
 

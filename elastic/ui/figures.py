@@ -131,6 +131,13 @@ def tradeoff_figure(rows: pd.DataFrame, metric: Metric, *, budget: float | None 
     return {"data": data, "layout": layout}
 
 
+def unchecked(figure: dict[str, Any]) -> go.Figure:
+    """A plotly Figure of a dict built here, without plotly validating every
+    property again (st.plotly_chart validates a dict: two thirds of a slider
+    move's plotting time). tests/test_figures.py validates what this module builds."""
+    return go.Figure(figure, _validate=False)
+
+
 def _fraction(at: float, low: float, high: float, log: bool) -> float:
     """Where `at` lies across the x axis (0 left, 1 right), as plotly ranges it."""
     if log:

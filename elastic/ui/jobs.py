@@ -28,6 +28,7 @@ from elastic.precision import resolve as resolve_precision
 from elastic.profile import profile_model
 from elastic.runs import find_baseline, load_model
 from elastic.train import Progress, Recipe, evaluate, normalize, pick_device, train
+from elastic.ui import page
 
 FINETUNE_LR = 0.02        # peak learning rate when fine-tuning a pruned trained network
 SCRATCH_LR = 0.2          # the recipe's, when there is no trained baseline to start from
@@ -154,8 +155,13 @@ def start(run: QuickRun) -> Job:
             raise AlreadyRunning(f"a quick run is already running ({board.job.run.what}); "
                                  "wait for it to end, its progress is shown below")
         status = Status()
-        board.job = Job(run, status, _executor().submit(quick_train, run, status))
+        board.job = Job(run, status, _executor().submit(_train_in_use, run, status))
         return board.job
+
+
+def _train_in_use(run: QuickRun, status: Status) -> QuickResult:
+    with page.in_use():        # the app's warm-up waits while a quick run trains
+        return quick_train(run, status)
 
 
 def quick_train(run: QuickRun, status: Status) -> QuickResult:

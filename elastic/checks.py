@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import tempfile
 import unicodedata
 import zipfile
 from pathlib import Path

@@ -42,7 +42,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -154,9 +154,20 @@ def time_runners(runners: Mapping[str, Callable[[Tensor], Any]], x: Tensor, *, w
 
 def _onnx_runner(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> Callable[[Tensor], Any]:
     """A function running `model`'s ONNX export in an onnxruntime CPU session."""
-    with tempfile.TemporaryDirectory(prefix="elastic-latency-") as tmp:
-        session = onnx_session(export_onnx(model, Path(tmp) / "model.onnx", input_shape), threads)
+    session, = exported_sessions(model, input_shape, (threads,))
     return lambda x: session.run(None, {INPUT_NAME: x.numpy()})
+
+
+def exported_sessions(model: nn.Module, input_shape: tuple[int, int, int], threads: Sequence[int | None], *,
+                      verify: bool = False) -> list[Any]:
+    """onnxruntime CPU sessions of a temporary ONNX export of `model`, one per
+    entry of `threads` (see onnx_session); with `verify`, the export's outputs
+    are first checked against PyTorch's (verify_onnx, relative tolerance)."""
+    with tempfile.TemporaryDirectory(prefix="elastic-onnx-") as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
+        if verify:
+            verify_onnx(model, path, input_shape, relative=True)
+        return [onnx_session(path, count) for count in threads]
 
 
 def onnx_session(path: str | Path, threads: int | None = 1):

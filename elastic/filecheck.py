@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from torch import nn
 
 from elastic.checks import MAX_UPLOAD_BYTES, ZIP_MAGIC, checkpoint_format, display_name
 from elastic.deploy import EXTRA_FILE

@@ -10,17 +10,15 @@ temporary ONNX file, verified against PyTorch, and the file deleted.
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from elastic.data import DatasetSpec, ImageSet
-from elastic.deploy import Latency, export_onnx, onnx_session, time_runners, verify_onnx
+from elastic.deploy import Latency, exported_sessions, time_runners
 from elastic.methods.blocks import ScanProgress, block_scan, remove
 from elastic.profile import profile_model
 from elastic.train import evaluate
@@ -46,11 +44,7 @@ class OnnxNetwork:
     one-thread session (for latency), from a verified temporary export."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int]) -> None:
-        with tempfile.TemporaryDirectory(prefix="elastic-live-") as tmp:
-            path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
-            verify_onnx(model, path, input_shape, relative=True)
-            self.session = onnx_session(path, threads=None)
-            self.single = onnx_session(path, threads=1)
+        self.session, self.single = exported_sessions(model, input_shape, (None, 1), verify=True)
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pandas as pd
-import torch
 from torch import Tensor
 
 from elastic.atomic import replace_atomically

@@ -18,11 +18,12 @@ import streamlit as st
 from torch import nn
 
 from elastic import live
-from elastic.data import DATASETS, DataSplits, cache_dir, default_data_dirs, load_dataset
+from elastic.data import DATASETS, cache_dir
 from elastic.errors import ElasticError
 from elastic.methods.blocks import ScanProgress, candidate_blocks
 from elastic.results import results_dir
 from elastic.runs import find_baseline, load_model
+from elastic.ui import data
 
 DEFAULT_IMAGES = 1000
 _COLORS = {"fixed": "#9e9e9e", "kept": "#1f77b4", "removed": "#d62728"}
@@ -60,19 +61,9 @@ def _baseline(arch: str, dataset: str, results: str, cache: str) -> Baseline | N
     return Baseline(model, path, str(row["run_id"]), float(row["val_acc"]), float(row["test_acc"]), names)
 
 
-def splits(dataset: str) -> DataSplits:
-    """The dataset's splits (raises DataNotFound when it is not on disk)."""
-    return _splits(dataset, tuple(str(d) for d in default_data_dirs()))
-
-
-@st.cache_resource(show_spinner="Loading the images...", max_entries=2)
-def _splits(dataset: str, data_dirs: tuple[str, ...]) -> DataSplits:
-    return load_dataset(dataset)          # data_dirs is in the key: another $ELASTIC_DATA finds other files
-
-
 def test_images(dataset: str, count: int | None):
     """The first `count` test images (all of them for None), as the rows' test split is fixed."""
-    test = splits(dataset).test
+    test = data.dataset_splits(dataset).test
     return test if count is None or count >= len(test) else test.head(count)
 
 
@@ -81,8 +72,8 @@ def measured(arch: str, dataset: str, run_id: str, removed: tuple[str, ...], cou
              _base: Baseline) -> live.Measured:
     """The baseline of `run_id` without `removed`, measured now on the first
     `count` test images (`live.measure`)."""
-    data = splits(dataset)
-    return live.measure(live.without(_base.model, removed), test_images(dataset, count), data.spec)
+    splits = data.dataset_splits(dataset)
+    return live.measure(live.without(_base.model, removed), test_images(dataset, count), splits.spec)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -90,8 +81,8 @@ def scanned(arch: str, dataset: str, run_id: str, _base: Baseline, _on_progress:
             ) -> dict[str, float]:
     """The direct step on the whole validation split: each candidate removed on
     its own, accuracy measured without it."""
-    data = splits(dataset)
-    return live.scan(_base.model, _base.candidates, data.val, data.spec, on_progress=_on_progress)
+    splits = data.dataset_splits(dataset)
+    return live.scan(_base.model, _base.candidates, splits.val, splits.spec, on_progress=_on_progress)
 
 
 def precompute(arch: str = "resnet20", dataset: str = "cifar10", pause: Callable[[], None] = lambda: None) -> None:

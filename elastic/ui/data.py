@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
 from elastic import explore
 from elastic.results import load_all, results_dir
+
+if TYPE_CHECKING:
+    from elastic.data import DataSplits
 
 
 def load_results() -> tuple[pd.DataFrame, list[str]]:
@@ -45,6 +49,19 @@ def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
 def _load(folder: str, stamp: tuple) -> tuple[pd.DataFrame, list[str]]:
     frame, problems = load_all(folder)
     return explore.prepare(frame), problems
+
+
+def dataset_splits(dataset: str, source: str = "auto") -> "DataSplits":
+    """A dataset's splits, loaded once per server for every page (raises
+    DataNotFound when it is not on disk). torch is imported on the first call."""
+    from elastic.data import default_data_dirs
+    return _splits(dataset, source, tuple(str(d) for d in default_data_dirs()))
+
+
+@st.cache_resource(show_spinner="Loading the images...", max_entries=4)
+def _splits(dataset: str, source: str, data_dirs: tuple[str, ...]) -> "DataSplits":
+    from elastic.data import load_dataset
+    return load_dataset(dataset, source=source)     # data_dirs is in the key: another $ELASTIC_DATA finds other files
 
 
 @st.cache_data(show_spinner=False)

@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 from elastic import deploy, explore, identity
-from elastic.data import DATASETS, ImageSet, default_data_dirs, load_dataset
+from elastic.data import DATASETS, ImageSet
 from elastic.errors import BadCheckpoint, DataNotFound
 from elastic.methods import grow
 from elastic.methods.grow import ElasticNet
@@ -101,19 +101,14 @@ class LiveImages:
 def live_images(dataset: str, synthetic: bool, n: int = LIVE_IMAGES) -> LiveImages:
     """`n` images of the test split (a fixed subset), real unless the model was
     trained on synthetic images; synthetic when the dataset is not on disk."""
-    return _live_images(dataset, synthetic, n, tuple(str(d) for d in default_data_dirs()))
-
-
-@st.cache_data(show_spinner="Loading test images...", max_entries=4)
-def _live_images(dataset: str, synthetic: bool, n: int, data_dirs: tuple[str, ...]) -> LiveImages:
-    fallback = ""          # data_dirs is in the key: another $ELASTIC_DATA finds other files
+    fallback = ""
     if synthetic:
-        splits = load_dataset(dataset, source="synthetic")
+        splits = data.dataset_splits(dataset, source="synthetic")
     else:
         try:
-            splits = load_dataset(dataset)
+            splits = data.dataset_splits(dataset)
         except DataNotFound as err:
-            fallback, splits = str(err), load_dataset(dataset, source="synthetic")
+            fallback, splits = str(err), data.dataset_splits(dataset, source="synthetic")
     return LiveImages(splits.test.head(n), splits.classes, splits.source, fallback)
 
 

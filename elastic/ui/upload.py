@@ -12,10 +12,11 @@ from torch import nn
 
 from elastic import explore
 from elastic.checks import MAX_UPLOAD_BYTES, display_name
-from elastic.data import DATASETS, load_dataset
+from elastic.data import DATASETS
 from elastic.errors import ElasticError
 from elastic.filecheck import FileReport, check_bytes, check_size, with_recorded
 from elastic.methods.grow import ElasticNet
+from elastic.models import ARCHS
 from elastic.profile import ModelProfile, profile_model
 from elastic.train import evaluate
 from elastic.ui import data
@@ -88,7 +89,7 @@ def measurable(report: FileReport) -> list[str]:
     if report.dataset:
         return [report.dataset]
     return [name for name in DATASETS.names()
-            if report.arch is None or DATASETS.get(name).input_size == _input_size(report.arch)]
+            if report.arch is None or DATASETS.get(name).input_size == ARCHS.get(report.arch).input_size]
 
 
 def accuracy(report: FileReport, dataset: str, n: int = ACCURACY_IMAGES) -> tuple[list[tuple[str, float]], int, str]:
@@ -96,7 +97,7 @@ def accuracy(report: FileReport, dataset: str, n: int = ACCURACY_IMAGES) -> tupl
     checkpoint) on a fixed subset of `n` test images of `dataset`, the number of
     images and where they came from. Raises DataNotFound if the dataset is not on
     disk, and ElasticError if the network does not fit the dataset's classes."""
-    split = load_dataset(dataset)
+    split = data.dataset_splits(dataset)
     test = split.test.head(n)
     model = report.model
     if isinstance(model, ElasticNet):
@@ -117,8 +118,3 @@ def _outputs(model: nn.Module, size: int) -> int:
     import torch
     with torch.inference_mode():
         return int(model(torch.zeros(1, 3, size, size)).shape[-1])
-
-
-def _input_size(arch: str) -> int:
-    from elastic.models import ARCHS
-    return ARCHS.get(arch).input_size

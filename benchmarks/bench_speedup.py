@@ -9,7 +9,7 @@ Configurations (fresh weights: latency does not depend on their values):
   16 and 32 (where the rounded plan reaches the target);
 - uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded;
 - block removal: 12 of the 24 candidate blocks (every other one, so 4 per stage);
-- the elastic 64% level (`grow.build_elastic(...).level_config`).
+- the elastic 64% level (`grow.build_elastic(...).level_config`), also rounded.
 
 Latency is measured twice by default: eager PyTorch, and the verified ONNX export
 in onnxruntime (BatchNorm folded, as deployed).
@@ -53,11 +53,12 @@ def block_removal_config(arch: str = ARCH, remove: int = 12) -> dict:
     return {"removed_blocks": chosen, "shapes": {}}
 
 
-def elastic_config(arch: str = ARCH, width: float = ELASTIC_WIDTH) -> dict:
-    """The plain model of the elastic level at `width` of every group's channels."""
+def elastic_config(arch: str = ARCH, width: float = ELASTIC_WIDTH, round_to: int = 1) -> dict:
+    """The plain model of the elastic level at `width` of every group's channels
+    (rounded to multiples of `round_to`, as `grow --round-to`)."""
     from elastic.methods import grow
     return grow.build_elastic(build_model(arch, NUM_CLASSES), arch, NUM_CLASSES,
-                              widths=(width, 1.0)).level_config(0)
+                              widths=(width, 1.0), round_to=round_to).level_config(0)
 
 
 def configurations() -> dict[str, dict]:
@@ -75,6 +76,8 @@ def configurations() -> dict[str, dict]:
                 print(f"{name}, round {r}: left out ({err})")
     configs["block removal 12/24"] = block_removal_config()
     configs[f"elastic {ELASTIC_WIDTH:.0%} level"] = elastic_config()
+    for r in ROUNDED:
+        configs[f"elastic {ELASTIC_WIDTH:.0%} level, round {r}"] = elastic_config(round_to=r)
     return configs
 
 

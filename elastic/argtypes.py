@@ -59,3 +59,20 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+ROUNDINGS = (1, 4, 8, 16, 32)      # channel multiples a --round-to takes
+AUTO_ROUNDINGS = (8, 16, 32)       # what --round-to auto chooses among, by measured onnxruntime latency
+
+
+def rounding(text: str) -> int | str:
+    """--round-to: one of ROUNDINGS, or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(map(str, ROUNDINGS))} or auto") from None
+    if value not in ROUNDINGS:
+        raise argparse.ArgumentTypeError(f"{value} is not one of {', '.join(map(str, ROUNDINGS))} or auto")
+    return value

@@ -128,12 +128,15 @@ def block_name(dataset: str, arch: str, method: str, *, target: float, ft_epochs
 
 
 def elastic_name(dataset: str, arch: str, *, joint: bool, epochs: int, core: int, grow: int, seed: int,
-                 levels: str, importance: str, data_source: str) -> str:
-    """`levels` is '' for the default levels, else e.g. '1-0.75-0.5'."""
+                 levels: str, importance: str, data_source: str, round_to: int = 1) -> str:
+    """`levels` is '' for the default levels, else e.g. '1-0.75-0.5'; the
+    rounding appears only when it is not 1 (so earlier runs keep their ids)."""
     parts = ([dataset, arch, "elastic-joint", f"e{epochs}", f"s{seed}"] if joint
              else [dataset, arch, "elastic", f"c{core}g{grow}", f"s{seed}"])
     if levels:
         parts.append(f"levels{levels}")
+    if round_to != 1:
+        parts.append(f"r{round_to}")
     if importance != "l2":
         parts.append(importance)
     return _synthetic(parts, data_source)

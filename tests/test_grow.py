@@ -15,8 +15,8 @@ from elastic import cli, identity
 from elastic.data import load_dataset
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.methods.grow import (DEFAULT_LEVELS, ElasticNet, LevelView, build_elastic, channel_structure,
-                                  extract, grow_level, load_elastic, save_elastic, switch_time_us,
-                                  train_level)
+                                  extract, grow_level, level_channels, load_elastic, pick_rounding, save_elastic,
+                                  switch_time_us, train_level)
 from elastic.models import ARCHS, arch_config, build_model
 from elastic.profile import count_macs, profile_model
 from elastic.results import read_results
@@ -360,3 +360,60 @@ def test_cli_errors_are_one_line(baseline_file, capsys) -> None:
     assert "--checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["grow", *COMMON, "--levels", "0.5,0.8"])
+
+
+# ---- channel counts rounded to a multiple (--round-to) ---------------------------------
+
+def test_rounded_levels_are_multiples_and_stay_nested() -> None:
+    sizes, widths = (16, 32, 64, 10), (0.5, 0.75, 1.0)
+    assert level_channels(sizes, widths) == [(8, 16, 32, 5), (12, 24, 48, 8), (16, 32, 64, 10)]
+    rounded = level_channels(sizes, widths, 8)
+    # Nearest multiple of 8; the full width keeps every channel, a group of 8 or fewer all of its own.
+    assert rounded == [(8, 16, 32, 8), (16, 24, 48, 8), (16, 32, 64, 10)]
+    assert all(a <= b for low, high in zip(rounded, rounded[1:]) for a, b in zip(low, high))
+    with pytest.raises(ElasticError, match="same network"):
+        level_channels((16, 32), (0.5, 0.6, 1.0), 16)
+
+
+def test_a_rounded_elastic_network_saves_and_loads_its_rounding(tmp_path) -> None:
+    model = build_elastic(trained_looking("resnet20"), "resnet20", 10, round_to=8)
+    assert all(c % 8 == 0 for level in model.channels for c in level)
+    assert model.channels != build_elastic(build_model("resnet20", 10), "resnet20", 10).channels
+    path = tmp_path / "rounded.pt"
+    save_elastic(path, model)
+    loaded = load_elastic(path)
+    assert loaded.round_to == 8 and loaded.channels == model.channels
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(outputs(loaded.eval(), x)[0], outputs(model.eval(), x)[0])
+    # A file written before --round-to existed has no rounding: it loads as 1.
+    plain = build_elastic(trained_looking("resnet20"), "resnet20", 10)
+    save_elastic(path, plain)
+    state = torch.load(path, weights_only=True)
+    del state["round_to"]
+    torch.save(state, path)
+    assert load_elastic(path).round_to == 1
+
+
+def test_round_to_auto_measures_the_multiples_that_keep_the_levels_apart() -> None:
+    chosen, sums = pick_rounding(build_model("resnet20", 10), "resnet20", 10, DEFAULT_LEVELS, (3, 32, 32))
+    # 32 would make the 0.512 and 0.64 levels of ResNet-20 the same network: not a candidate.
+    assert set(sums) == {8, 16} and chosen in sums and all(ms > 0 for ms in sums.values())
+
+
+def test_cli_grow_round_to_writes_rounded_levels_under_their_own_id(baseline_file, tmp_path, capsys) -> None:
+    out = tmp_path / "results.csv"
+    code = cli.main(["grow", *COMMON, "--baseline", str(baseline_file), "--epochs", "1", "--core-epochs", "1",
+                     "--grow-epochs", "0", "--round-to", "8",
+                     "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rows = read_results(out)
+    assert list(rows["run_id"].map(identity.untagged)) == [
+        f"cifar10/resnet20/elastic/c1g0/s0/r8/synthetic/level{k}" for k in range(4)]
+    for row in rows.to_dict("records"):
+        details = json.loads(row["details"])
+        assert all(c % 8 == 0 for c in details["channels"])
+        assert json.loads(row["recipe"])["round_to"] == 8
+    assert load_elastic(json.loads(rows["details"][0])["checkpoint"]).round_to == 8
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["grow", *COMMON, "--round-to", "7"])
+    assert stop.value.code == 2 and "7 is not one of 1, 4, 8, 16, 32 or auto" in capsys.readouterr().err

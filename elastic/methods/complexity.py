@@ -44,15 +44,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from elastic.argtypes import integer
+from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
 from elastic.errors import BadBudget, BadCheckpoint, ElasticError, UnknownName
 from elastic.models import ARCHS, arch_config, build_model
 from elastic.profile import FP32_BYTES, profile_model
 
 MODES: dict[str, str] = {"PA": "params", "FA": "macs", "MA": "memory"}
 METRICS = ("params", "macs", "memory")
-ROUNDINGS = (1, 4, 8, 16, 32)
-AUTO_ROUNDINGS = (8, 16, 32)      # what --round-to auto chooses among, by measured onnxruntime latency
 INITS = ("scratch", "finetune")
 DEFAULT_STEP = 0.1
 DEFAULT_MIN_FRACTION = 0.1   # default minimum width: 10% of the original, at least 1 channel
@@ -478,7 +476,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="fraction of a sampled layer's filters removed at a time (default: %(default)s)")
     g.add_argument("--min-width", type=integer(1), default=None,
                    help="fewest channels a layer keeps (default: 10%% of its original width, at least 1)")
-    g.add_argument("--round-to", type=_rounding, default=1, metavar="{" + ",".join(map(str, ROUNDINGS)) + ",auto}",
+    g.add_argument("--round-to", type=rounding, default=1, metavar="{" + ",".join(map(str, ROUNDINGS)) + ",auto}",
                    help="channel counts are multiples of this; auto: the multiple of "
                         f"{', '.join(map(str, AUTO_ROUNDINGS))} whose plan runs fastest in onnxruntime on this "
                         "machine (measured, batch 1, one thread; the rounded plan still meets --target) "
@@ -489,18 +487,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--baseline", default=None,
                    help="trained baseline checkpoint for --init finetune (default: the one recorded "
                         "in the results for this arch and dataset)")
-
-
-def _rounding(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(map(str, ROUNDINGS))} or auto") from None
-    if value not in ROUNDINGS:
-        raise argparse.ArgumentTypeError(f"{value} is not one of {', '.join(map(str, ROUNDINGS))} or auto")
-    return value
 
 
 def pick_rounding(args: argparse.Namespace, num_classes: int, input_shape: tuple[int, int, int]

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from elastic.argtypes import integer
+from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.models import ARCHS, arch_config, build_model, layer_shape
@@ -282,9 +282,23 @@ def _functional(model: nn.Module) -> fx.GraphModule:
 
 # ---- the elastic network ------------------------------------------------------------
 
-def level_channels(sizes: Sequence[int], widths: Sequence[float]) -> list[tuple[int, ...]]:
-    """Channels of every group at every width: round(size * width), at least 1."""
-    return [tuple(max(1, int(size * width + 0.5)) for size in sizes) for width in widths]
+def level_channels(sizes: Sequence[int], widths: Sequence[float], round_to: int = 1) -> list[tuple[int, ...]]:
+    """Channels of every group at every width: size * width rounded to the
+    nearest multiple of `round_to`, at least one multiple; the full width keeps
+    every channel, and so does a group of at most `round_to` channels. Raises
+    ElasticError when the rounding makes two levels the same network."""
+    def channels(size: int, width: float) -> int:
+        if width == 1.0 or size <= round_to:
+            return size
+        return min(size, max(round_to, int(size * width / round_to + 0.5) * round_to))
+
+    out = [tuple(channels(size, width) for size in sizes) for width in widths]
+    for k in range(1, len(out)):
+        if out[k] == out[k - 1]:
+            raise ElasticError(f"with channels rounded to multiples of {round_to}, the levels of width "
+                               f"{widths[k - 1]:g} and {widths[k]:g} are the same network; give fewer levels "
+                               "or a smaller --round-to")
+    return out
 
 
 def check_widths(widths: Sequence[float]) -> tuple[float, ...]:
@@ -306,14 +320,15 @@ class ElasticNet(nn.Module):
     """
 
     def __init__(self, base: nn.Module, arch: str, num_classes: int, widths: Sequence[float],
-                 structure: Structure | None = None) -> None:
+                 structure: Structure | None = None, round_to: int = 1) -> None:
         super().__init__()
         self.base = base
         self.arch = arch
         self.num_classes = num_classes
         self.widths = check_widths(widths)
+        self.round_to = round_to           # the levels' channel counts are multiples of it (level_channels)
         self.structure = structure or channel_structure(base)
-        self.channels = level_channels(self.structure.sizes, self.widths)
+        self.channels = level_channels(self.structure.sizes, self.widths, round_to)
         own = [name for name, _ in self.structure.norms] + list(self.structure.heads)
         self._own_names = tuple(own)
         self.levels = nn.ModuleList(
@@ -453,7 +468,7 @@ class ElasticNet(nn.Module):
         return state
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch}, widths={list(self.widths)}"
+        return f"arch={self.arch}, widths={list(self.widths)}" + (f", round_to={self.round_to}" if self.round_to > 1 else "")
 
 
 class LevelView(nn.Module):
@@ -526,17 +541,18 @@ def reorder_channels(model: nn.Module, structure: Structure, group: int, order: 
 
 
 def build_elastic(base_model: nn.Module, arch: str, num_classes: int,
-                  widths: Sequence[float] = DEFAULT_LEVELS, importance: str = "l2") -> ElasticNet:
+                  widths: Sequence[float] = DEFAULT_LEVELS, importance: str = "l2", round_to: int = 1) -> ElasticNet:
     """The prune step: a copy of `base_model` with every channel group sorted by
     importance (most important first), wrapped as an elastic network whose level
-    k uses the leading `widths[k]` of every group. Every level starts from the
-    baseline's weights; the full level computes what `base_model` does."""
+    k uses the leading `widths[k]` of every group (rounded to multiples of
+    `round_to`, see level_channels). Every level starts from the baseline's
+    weights; the full level computes what `base_model` does."""
     base = copy.deepcopy(base_model)
     structure = channel_structure(base)
     for group in range(len(structure.sizes)):
         score = filter_importance(base, structure, group, importance)
         reorder_channels(base, structure, group, torch.argsort(score, descending=True, stable=True))
-    return ElasticNet(base, arch, num_classes, widths, structure)
+    return ElasticNet(base, arch, num_classes, widths, structure, round_to)
 
 
 def extract(model: ElasticNet, level: int) -> nn.Module:
@@ -669,6 +685,7 @@ def save_elastic(path: Path | str, model: ElasticNet, **meta: Any) -> None:
     save_checkpoint(path, {
         "format": FORMAT, "version": FORMAT_VERSION, "arch": model.arch, "num_classes": model.num_classes,
         "config": arch_config(model.base, model.arch, model.num_classes), "levels": list(model.widths),
+        "round_to": model.round_to,
         "channels": [list(c) for c in model.channels],
         "level_configs": [model.level_config(k) for k in range(model.num_levels)],
         "state": {name: t.detach().cpu() for name, t in model.state_dict().items()},
@@ -695,7 +712,8 @@ def load_elastic(path: Path | str, device: torch.device | str = "cpu") -> Elasti
         mismatch = weights_mismatch(skeleton(arch, num_classes, state.get("config")), base_weights)
         if mismatch:
             raise BadCheckpoint(f"{path}: weights do not fit the {arch} it describes ({mismatch})")
-        model = ElasticNet(build_model(arch, num_classes, state.get("config")), arch, num_classes, state["levels"])
+        model = ElasticNet(build_model(arch, num_classes, state.get("config")), arch, num_classes, state["levels"],
+                           round_to=int(state.get("round_to", 1)))       # files before --round-to: 1
         configs = [model.level_config(k) for k in range(model.num_levels)]
         if [list(c) for c in model.channels] != state["channels"] or configs != state["level_configs"]:
             raise BadCheckpoint(f"{path}: its channels per level do not match the {arch} structure")
@@ -729,6 +747,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--baseline", default=None,
                        help="checkpoint of the trained network to start from "
                             "(default: the trained baseline of --arch on --dataset)")
+    group.add_argument("--round-to", type=rounding, default=1, metavar="{" + ",".join(map(str, ROUNDINGS)) + ",auto}",
+                       help="each level's channel counts are multiples of this (the full width keeps all); "
+                            f"auto: the multiple of {', '.join(map(str, AUTO_ROUNDINGS))} whose levels run "
+                            "fastest in onnxruntime on this machine (measured, batch 1, one thread) "
+                            "(default: %(default)s)")
     group.add_argument("--importance", choices=["l2", "l1"], default="l2",
                        help="filter norm that ranks channels (default: %(default)s)")
     group.add_argument("--core-epochs", type=integer(0), default=None,
@@ -760,6 +783,35 @@ def schedule(epochs: int, core_epochs: int | None, grow_epochs: int | None, num_
     return core, grow
 
 
+def pick_rounding(base: nn.Module, arch: str, num_classes: int, widths: Sequence[float],
+                  input_shape: tuple[int, int, int]) -> tuple[int, dict[int, float]]:
+    """--round-to auto: the multiple of AUTO_ROUNDINGS whose levels run fastest
+    in onnxruntime here (batch 1, one thread, every level of every candidate
+    timed in interleaved rounds; the sum of the levels' medians decides), and
+    each candidate's sum in ms. Only the shapes matter, so `base` need not be
+    trained."""
+    from elastic.deploy import measure_latencies
+    structure = channel_structure(base)
+    models = {}
+    for r in AUTO_ROUNDINGS:
+        try:
+            channels = level_channels(structure.sizes, widths, r)
+        except ElasticError:               # this multiple merges two levels
+            continue
+        net = ElasticNet(base, arch, num_classes, widths, structure, r)
+        models.update({(r, k): build_model(arch, num_classes, net.level_config(k)) for k in range(len(channels))})
+    if not models:
+        raise ElasticError(f"--round-to auto: every multiple of {', '.join(map(str, AUTO_ROUNDINGS))} makes two "
+                           f"of the levels {', '.join(f'{w:g}' for w in widths)} the same network for {arch}; "
+                           "give fewer levels or a --round-to")
+    measured = measure_latencies(models, input_shape, threads=1, warmup=3, repeats=10, rounds=5,
+                                 runtime="onnxruntime")
+    sums: dict[int, float] = {}
+    for (r, _), latency in measured.items():
+        sums[r] = round(sums.get(r, 0.0) + latency.median_ms, 4)
+    return min(sums, key=lambda r: (sums[r], r)), sums
+
+
 def run_cli(args: argparse.Namespace) -> None:
     """Prune, train the core, grow level by level (or train jointly); one results
     row per level and one elastic checkpoint."""
@@ -779,18 +831,25 @@ def run_cli(args: argparse.Namespace) -> None:
     baseline = baseline_for(args)
     data = load_data(args)
     base, base_state, origin = load_start(baseline, args.arch, data.num_classes, device)
-    model = build_elastic(base, args.arch, data.num_classes, widths, args.importance).to(device)
+    auto: dict[int, float] = {}
+    if args.round_to == "auto":
+        size = data.spec.input_size
+        args.round_to, auto = pick_rounding(base, args.arch, data.num_classes, widths, (3, size, size))
+        print("round-to auto (onnxruntime, batch 1, 1 thread, sum over the levels): "
+              + ", ".join(f"{r}: {ms:.3f} ms" for r, ms in auto.items()) + f"; chose {args.round_to}")
+    model = build_elastic(base, args.arch, data.num_classes, widths, args.importance, args.round_to).to(device)
     method = "elastic-joint" if args.joint else "elastic"
     precision = precision_for(args, device)
     levels = "-".join(f"{w:g}" for w in widths) if widths != DEFAULT_LEVELS else ""
     name = identity.elastic_name(args.dataset, args.arch, joint=args.joint, epochs=args.epochs, core=core_epochs,
                                  grow=grow_epochs, seed=args.seed, levels=levels, importance=args.importance,
-                                 data_source=data.source)
+                                 round_to=args.round_to, data_source=data.source)
     prefix = identity.run(name, precision, run_settings(recipe_from(args, precision), data.source, origin))
     resume = checkpoint_path(prefix)                     # + .levelK.resume.pt: per-epoch resume files
     final = results_dir() / "checkpoints" / resume.name if args.ship else resume
     options = {"levels": list(widths), "importance": args.importance, "baseline": str(baseline),
-               "joint": args.joint, "core_epochs": core_epochs, "grow_epochs": grow_epochs}
+               "joint": args.joint, "core_epochs": core_epochs, "grow_epochs": grow_epochs,
+               "round_to": args.round_to, **({"round_to_auto_ms": auto} if auto else {})}
     meta = {"dataset": args.dataset, "method": method, "run": prefix, "options": options}
 
     def recipe_for(epochs: int) -> Recipe:
@@ -892,5 +951,5 @@ def _run_eval(args: argparse.Namespace) -> None:
 
 __all__ = ["DEFAULT_LEVELS", "ElasticNet", "Layer", "LevelView", "Structure", "build_elastic",
            "channel_structure", "check_widths", "extract", "filter_importance", "grow_level",
-           "latency_ms", "level_channels", "load_elastic", "reorder_channels", "save_elastic",
+           "latency_ms", "level_channels", "load_elastic", "pick_rounding", "reorder_channels", "save_elastic",
            "switch_time_us", "train_joint", "train_level", "add_options", "run_cli"]

@@ -256,7 +256,8 @@ def test_round_to_auto_measures_the_multiples_and_keeps_the_fastest(capsys: pyte
     line = next(l for l in out.splitlines() if l.startswith("round-to auto"))
     timings = {int(r): float(ms) for r, ms in re.findall(r"(\d+): ([\d.]+) ms", line)}
     chosen = int(re.search(r"chose (\d+)", line).group(1))
-    assert set(timings) <= set(AUTO_ROUNDINGS) and timings and chosen == min(timings, key=timings.get)
+    # The fastest is chosen (the timings are printed as they are compared, so a tie shows as one).
+    assert set(timings) <= set(AUTO_ROUNDINGS) and timings and timings[chosen] == min(timings.values())
     rounded = uniform_plan("resnet20", 10, 0.5, "macs", round_to=chosen)
     assert f"round to {chosen}" in out and rounded.achieved["macs"] <= 0.5
     for kept, original in rounded.kept.values():

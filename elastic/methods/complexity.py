@@ -517,7 +517,7 @@ def _resolve_rounding(args: argparse.Namespace, num_classes: int, input_size: in
         return {}
     args.round_to, timings = pick_rounding(args, num_classes, (3, input_size, input_size))
     print("round-to auto (onnxruntime, batch 1, 1 thread): "
-          + ", ".join(f"{r}: {ms:.3f} ms" for r, ms in timings.items()) + f"; chose {args.round_to}")
+          + ", ".join(f"{r}: {ms:.4f} ms" for r, ms in timings.items()) + f"; chose {args.round_to}")
     return timings
 
 

@@ -836,7 +836,7 @@ def run_cli(args: argparse.Namespace) -> None:
         size = data.spec.input_size
         args.round_to, auto = pick_rounding(base, args.arch, data.num_classes, widths, (3, size, size))
         print("round-to auto (onnxruntime, batch 1, 1 thread, sum over the levels): "
-              + ", ".join(f"{r}: {ms:.3f} ms" for r, ms in auto.items()) + f"; chose {args.round_to}")
+              + ", ".join(f"{r}: {ms:.4f} ms" for r, ms in auto.items()) + f"; chose {args.round_to}")
     model = build_elastic(base, args.arch, data.num_classes, widths, args.importance, args.round_to).to(device)
     method = "elastic-joint" if args.joint else "elastic"
     precision = precision_for(args, device)

@@ -165,9 +165,10 @@ def exported_sessions(model: nn.Module, input_shape: tuple[int, int, int], threa
     are first checked against PyTorch's (verify_onnx, relative tolerance)."""
     with tempfile.TemporaryDirectory(prefix="elastic-onnx-") as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
-        if verify:
-            verify_onnx(model, path, input_shape, relative=True)
-        return [onnx_session(path, count) for count in threads]
+        sessions = [onnx_session(path, count) for count in threads]
+    if verify:
+        verify_onnx(model, path, input_shape, relative=True, session=sessions[-1])
+    return sessions
 
 
 def onnx_session(path: str | Path, threads: int | None = 1):
@@ -331,13 +332,15 @@ def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[in
 
 
 def verify_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
-                atol: float = 1e-4, *, relative: bool = False) -> float:
+                atol: float = 1e-4, *, relative: bool = False, session: Any = None) -> float:
     """Largest absolute difference between onnxruntime (CPU) running the file and
     PyTorch running `model`, on a random batch. Raises ElasticError above `atol`
     (with `relative`, above atol times the largest PyTorch output, at least 1:
-    for untrained weights, whose outputs can be in the thousands)."""
+    for untrained weights, whose outputs can be in the thousands). `session`:
+    one already open on the file (else a one-thread session is opened)."""
     x = _verify_input(input_shape)
-    session = onnx_session(path, threads=1)   # a small batch; threads only add contention
+    if session is None:
+        session = onnx_session(path, threads=1)   # a small batch; threads only add contention
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     expected = _reference(model, x)
     if relative:

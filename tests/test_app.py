@@ -301,27 +301,31 @@ def test_explorer_renders_the_shipped_results(monkeypatch):
         assert any("No results yet" in i.value for i in at.info)
 
 
-def test_the_explorer_loads_without_torch(results):
-    """The first page must load fast: it needs pandas and plotly, never torch."""
-    code = ("import sys; from streamlit.testing.v1 import AppTest; "
-            "at = AppTest.from_file('app.py', default_timeout=60).run(); "
-            "assert not at.exception, at.exception; "
-            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+def fresh_python(code: str) -> list[str]:
+    """What `code` prints, run in a fresh interpreter in the repository (its imports start empty)."""
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    return out.stdout.strip().splitlines()
+
+
+def test_the_explorer_loads_without_torch(results):
+    """The first page must load fast: it needs pandas and plotly, never torch."""
+    printed = fresh_python("import sys; from streamlit.testing.v1 import AppTest; "
+                           "at = AppTest.from_file('app.py', default_timeout=60).run(); "
+                           "assert not at.exception, at.exception; "
+                           "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    assert printed[-1] == "[]"
 
 
 def test_the_model_pages_modules_load_without_torchvision():
     """torchvision costs two seconds to import (its ops import torch._dynamo):
     only the torchvision architectures' builders import it."""
-    code = ("import sys, importlib; from elastic.ui import page; "
-            "[importlib.import_module(m) for m in page.HEAVY_MODULES]; "
-            "from elastic.models import build_model; build_model('resnet20', 10); "
-            "print('torchvision' in sys.modules); build_model('resnet50', 10); print('torchvision' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["False", "True"]
+    printed = fresh_python("import sys, importlib; from elastic.ui import page; "
+                           "[importlib.import_module(m) for m in page.HEAVY_MODULES]; "
+                           "from elastic.models import build_model; build_model('resnet20', 10); "
+                           "print('torchvision' in sys.modules); build_model('resnet50', 10); "
+                           "print('torchvision' in sys.modules)")
+    assert printed[-2:] == ["False", "True"]
 
 
 def test_the_warm_up_waits_while_the_app_is_in_use():

@@ -97,9 +97,10 @@ def warm_up() -> threading.Thread:
     unless $ELASTIC_PRECOMPUTE is 0 (the tests set it), fill the caches that the
     first visits to the live pages need (every level of the shipped elastic
     checkpoints evaluated and timed, the block page's trained baseline measured),
-    so those visits wait for nothing, and the warm-up does not slow a user down
-    (when each part runs: IMPORT_AFTER_S and the others above). A failure there only logs a line: the page then computes on
-    its first visit, as it would without the warm-up."""
+    so those visits wait for nothing; it waits while the app is in use (when
+    each part runs: IMPORT_AFTER_S and the others above). A failure there only
+    logs a line: the page then computes on its first visit, as it would
+    without the warm-up."""
     def load() -> None:
         started = time.monotonic()
         time.sleep(IMPORT_AFTER_S)

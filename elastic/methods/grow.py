@@ -795,11 +795,10 @@ def pick_rounding(base: nn.Module, arch: str, num_classes: int, widths: Sequence
     models = {}
     for r in AUTO_ROUNDINGS:
         try:
-            channels = level_channels(structure.sizes, widths, r)
-        except ElasticError:               # this multiple merges two levels
+            net = ElasticNet(base, arch, num_classes, widths, structure, r)
+        except ElasticError:               # this multiple merges two levels (level_channels)
             continue
-        net = ElasticNet(base, arch, num_classes, widths, structure, r)
-        models.update({(r, k): build_model(arch, num_classes, net.level_config(k)) for k in range(len(channels))})
+        models.update({(r, k): build_model(arch, num_classes, net.level_config(k)) for k in range(net.num_levels)})
     if not models:
         raise ElasticError(f"--round-to auto: every multiple of {', '.join(map(str, AUTO_ROUNDINGS))} makes two "
                            f"of the levels {', '.join(f'{w:g}' for w in widths)} the same network for {arch}; "

@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from elastic import explore  # noqa: E402
 from elastic.results import RESULTS_DIR, load_all  # noqa: E402
-from test_browser import CARD, CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
+from test_browser import CARD, CHROMIUM, CHROMIUM_ARGS, FOUR_PLOTS, streamlit_server  # noqa: E402
 
 # True once the card shows a budget and a plot's budget label shows the same one.
 RENDERED = """([card, old]) => {
@@ -125,8 +125,7 @@ def main() -> int:
         page.goto(f"{url}/?dataset={dataset}&arch={arch}&metric=macs")
         card = page.locator(CARD)
         card.wait_for(timeout=60_000)
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
-                               timeout=60_000, polling="raf")
+        page.wait_for_function(FOUR_PLOTS, timeout=60_000, polling="raf")
         cold = time.perf_counter() - started
 
         slider = page.get_by_role("slider").first

@@ -27,6 +27,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 CARD = ".st-key-best-card"
+# The explorer's four plots all drawn (each plot has several .main-svg layers, so count plots, not layers).
+FOUR_PLOTS = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
+              ".filter(e => e.querySelector('.main-svg')).length >= 4")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
                                 reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")

@@ -16,7 +16,7 @@ import pytest
 from elastic import explore
 from elastic.explore import METRICS
 from elastic.results import RESULTS_DIR, load_all
-from test_browser import CARD, CHROMIUM, launch, streamlit_server
+from test_browser import CARD, CHROMIUM, FOUR_PLOTS, launch, streamlit_server
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
                                 reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
@@ -47,8 +47,7 @@ def browser_page(tmp_path_factory):
 def open_explorer(page, url: str, **query: str) -> str:
     page.goto(f"{url}/?{urlencode(query)}")
     page.locator(CARD).wait_for(timeout=60_000)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
-                           timeout=60_000)
+    page.wait_for_function(FOUR_PLOTS, timeout=60_000)
     return page.locator(CARD).inner_text()
 
 

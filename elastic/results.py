@@ -27,6 +27,7 @@ import pandas as pd
 
 from elastic.atomic import replace_atomically
 from elastic.errors import BadResults
+from elastic.methods import METHODS
 
 SCHEMA_VERSION = 2   # 2: run ids carry a precision-digest tag; precision and cpu columns
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "cached_results"
@@ -51,7 +52,7 @@ COLUMNS: tuple[Column, ...] = (
                                   "settings replaces its row, any other setting adds a row"),
     Column("dataset", "str", True, "cifar10, cifar100 or imagenette"),
     Column("arch", "str", True, "registered architecture name"),
-    Column("method", "str", True, "baseline, uniform, complexity, block, block-l1, block-random, elastic, elastic-joint"),
+    Column("method", "str", True, ", ".join(METHODS.names())),
     Column("mode", "str", False, "PA / FA / MA for complexity pruning, else empty"),
     Column("target", "float", False, "the budget asked for, as a fraction kept of the mode's metric"),
     Column("level", "str", False, "step number (block pruning) or level (elastic), else empty"),
@@ -171,7 +172,6 @@ POSITIVE = ("params", "macs", "weight_bytes", "peak_act_bytes", "peak_mem_fp32",
 def _known() -> dict[str, set[str]]:
     """The names a row's arch, method and dataset may take (without torch)."""
     from elastic.catalog import ARCH_NAMES, DATASET_NAMES
-    from elastic.methods import METHODS
     return {"arch": set(ARCH_NAMES), "method": set(METHODS.names()), "dataset": set(DATASET_NAMES)}
 
 

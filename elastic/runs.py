@@ -179,14 +179,6 @@ def find_baseline(dataset: str, arch: str, results: Path | None = None,
                        f"--dataset {dataset}{data}, or pass --baseline PATH")
 
 
-def baseline_for(args) -> Path:
-    """The --baseline a command was given, else the matching trained baseline."""
-    if getattr(args, "baseline", None):
-        return Path(args.baseline)
-    from elastic.cli import results_path
-    return find_baseline(args.dataset, args.arch, results_path(args), args.data == "synthetic")[0]
-
-
 def load_start(path: Path | str, arch: str, num_classes: int,
                device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], str]:
     """The network a method starts from, its checkpoint state, and the identity a

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 
 from elastic import identity
 from elastic.errors import ElasticError
+from elastic.methods import METHODS
 from elastic.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,11 +95,16 @@ class GridOptions:
 GRIDS: Registry[Grid] = Registry("grid")
 
 TARGETS = (0.3, 0.5, 0.7)
-GRID_METHODS = ("baseline", "complexity", "uniform", "block", "block-l1", "elastic", "elastic-joint")
+GRID_METHODS = tuple(name for name in METHODS if METHODS.get(name).grid)
 RESIDUAL = ("resnet20", "resnet56", "resnet50")
 # Removable blocks (all but the first of each stage), for a block job's expected work.
 REMOVABLE_BLOCKS = {"resnet20": 6, "resnet56": 24, "resnet50": 12}
 VAL_FRACTION = {"cifar10": 5000 / 45000, "cifar100": 5000 / 45000, "imagenette": 0.11}
+
+
+def argv(method: str) -> tuple[str, ...]:
+    """The command-line arguments that run `method` (elastic.methods)."""
+    return METHODS.get(method).argv
 
 
 def _complexity_scale(mode: str, target: float) -> float:
@@ -127,23 +133,23 @@ def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_e
                                     min_width=None, init="scratch", epochs=epochs, seed=0, data_source=source)
     base = f"{dataset}/{arch}/baseline"
     base_run = identity.baseline_name(dataset, arch, epochs=epochs, seed=0, data_source=source)
-    jobs = [Job(base, ("train", *common, "--epochs", str(epochs)), work=work(epochs, run=base_run))]
+    jobs = [Job(base, (*argv("baseline"), *common, "--epochs", str(epochs)), work=work(epochs, run=base_run))]
     for target in targets:
         for mode in modes:
             jobs.append(Job(f"{dataset}/{arch}/complexity/{mode}/{target}",
-                            ("prune", "--method", "complexity", "--mode", mode, "--target", str(target),
+                            (*argv("complexity"), "--mode", mode, "--target", str(target),
                              "--epochs", str(epochs), *common),
                             work=work(epochs, _complexity_scale(mode, target), pruned("complexity", mode, target))))
         jobs.append(Job(f"{dataset}/{arch}/uniform/{target}",
-                        ("prune", "--method", "uniform", "--target", str(target),
+                        (*argv("uniform"), "--target", str(target),
                          "--epochs", str(epochs), *common), work=work(epochs, target, pruned("uniform", "FA", target))))
     for r in rounded:
         jobs.append(Job(f"{dataset}/{arch}/complexity/FA/0.5/r{r}",
-                        ("prune", "--method", "complexity", "--mode", "FA", "--target", "0.5", "--round-to", str(r),
+                        (*argv("complexity"), "--mode", "FA", "--target", "0.5", "--round-to", str(r),
                          "--epochs", str(epochs), *common),
                         work=work(epochs, 0.5, pruned("complexity", "FA", 0.5, r))))
         jobs.append(Job(f"{dataset}/{arch}/uniform/0.5/r{r}",
-                        ("prune", "--method", "uniform", "--target", "0.5", "--round-to", str(r),
+                        (*argv("uniform"), "--target", "0.5", "--round-to", str(r),
                          "--epochs", str(epochs), *common), work=work(epochs, 0.5, pruned("uniform", "FA", 0.5, r))))
     if arch in RESIDUAL:
         blocks = REMOVABLE_BLOCKS.get(arch, 8)
@@ -151,7 +157,7 @@ def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_e
         scans = sum(blocks - k for k in range(steps)) * VAL_FRACTION.get(dataset, 0.1) / 3
         for method in ("block", "block-l1"):
             jobs.append(Job(f"{dataset}/{arch}/{method}", (
-                "prune", "--method", method, "--target", "0.5", "--ft-epochs", str(ft_epochs),
+                *argv(method), "--target", "0.5", "--ft-epochs", str(ft_epochs),
                 *block_limit, *common), after=(base,),
                 work=work(steps * ft_epochs * 0.75 + (scans if method == "block" else 0.0))))
     for joint in (False, True):
@@ -162,8 +168,8 @@ def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_e
         # prune-and-grow trains the core (width 0.512: 0.26 of the MACs), then each
         # grown level (0.64, 0.8, 1: 2.05 together); joint training runs all four widths a step
         effort = length * 2.3 if joint else core * 0.3 + grown * 2.1
-        jobs.append(Job(f"{dataset}/{arch}/{name}", (
-            "grow", *common, "--epochs", str(length), *(("--joint",) if joint else ())),
+        command, *flags = argv(name)          # flags last: the order the ledger's keys were made with
+        jobs.append(Job(f"{dataset}/{arch}/{name}", (command, *common, "--epochs", str(length), *flags),
             after=(base,), work=work(effort)))
     keep = [j for j in jobs if not opts.methods or j.name.split("/")[2] in opts.methods]
     return keep
@@ -309,14 +315,13 @@ def run_job(argv: tuple[str, ...]) -> tuple[int, str]:
     return proc.returncode, _tail(proc.stdout + proc.stderr)
 
 
-def run_job_here(argv: tuple[str, ...]) -> tuple[int, str]:
-    """Run one job in this process (no interpreter start-up: the smoke grid and
-    one-worker sweeps); any exception counts as a failed job."""
+def run_job_here(argv: tuple[str, ...], main: Callable[[list[str]], int]) -> tuple[int, str]:
+    """Run one job in this process with the command line's `main` (no interpreter
+    start-up: the smoke grid and one-worker sweeps); any exception counts as a
+    failed job."""
     import contextlib
     import io
     import traceback
-
-    from elastic.cli import main
 
     out = io.StringIO()
     saved, sys.argv = sys.argv, ["elastic", *argv]     # the rows record the job's command, not the sweep's
@@ -338,14 +343,18 @@ def _tail(output: str) -> str:
 def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: str | None = None,
               stop_after: float | None = None, estimate: Callable[[Job], float] | None = None,
               clock: Callable[[], float] = time.perf_counter,
-              on_event: Callable[[str, Job, SweepReport], None] | None = None) -> SweepReport:
+              on_event: Callable[[str, Job, SweepReport], None] | None = None,
+              main: Callable[[list[str]], int] | None = None) -> SweepReport:
     """Run the jobs not yet in the ledger, respecting `after`, `workers` at a time
     (or on Ray). A job whose prerequisite failed is not started.
 
     stop_after: seconds from now after which no job is started; those running
     finish and the rest are left for the next run (for time-boxed machines). With
     `estimate` (job -> expected seconds), a job starts only if it is expected to
-    end within that time; a later, shorter job may start in its place."""
+    end within that time; a later, shorter job may start in its place.
+
+    main: the command line's entry point; with it and one worker, jobs run in
+    this process, else each in a child process."""
     report = SweepReport()
     started = clock()
     done = finished(results)
@@ -353,7 +362,7 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
     for job in jobs:
         (report.skipped if job.key in done else pending).append(job.key if job.key in done else job)
     by_name = {j.name: j for j in jobs}
-    submit, wait = (_ray_pool(ray_address) if ray_address else _local_pool(workers))
+    submit, wait = (_ray_pool(ray_address) if ray_address else _local_pool(workers, main))
     running: dict[object, tuple[Job, float, float]] = {}
     while pending or running:
         left = None if stop_after is None else stop_after - (clock() - started)
@@ -483,17 +492,17 @@ def probe_step_seconds(work: Work, precision: str, steps: int = 3) -> float:
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def _local_pool(workers: int):
-    """One worker: jobs run in this process, one after the other. More: child
-    processes, so that trainings run side by side (e.g. on one GPU)."""
+def _local_pool(workers: int, main: Callable[[list[str]], int] | None):
+    """One worker and `main`: jobs run in this process, one after the other.
+    Else child processes (more workers: trainings side by side, e.g. on one GPU)."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(max(workers, 1))
 
     def submit(job: Job):
-        if workers <= 1:
+        if workers <= 1 and main is not None:
             future: Future = Future()
-            future.set_result(run_job_here(job.argv))
+            future.set_result(run_job_here(job.argv, main))
             return future
         return pool.submit(run_job, job.argv)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from elastic import cli, identity
-from elastic.methods import blocks
+from elastic.commands.prune import add_prune
 from elastic.methods.blocks import (block_scan, budget_check, candidate_blocks, l1_scores, measured_choice,
                                     proxy_choice, proxy_order, prune_blocks, remove)
 from elastic.models import arch_config, build_model
@@ -185,15 +185,13 @@ def test_random_order_is_seeded(resnet20: nn.Module) -> None:
     assert proxy_order("block-random", resnet20, names, 0)[1] == {}
 
 
-def test_baseline_option_added_once() -> None:
+def test_prune_options_parse_for_block_pruning() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--baseline", default="from-complexity")
-    blocks.add_options(parser)                   # must not clash with the other module's --baseline
-    assert parser.parse_args([]).baseline == "from-complexity"
-    alone = argparse.ArgumentParser()
-    blocks.add_options(alone)
-    args = alone.parse_args(["--baseline", "x.pt", "--max-blocks", "3", "--budget-metric", "memory"])
+    add_prune(parser)                            # complexity's and block pruning's options on one parser
+    args = parser.parse_args(["--method", "block", "--baseline", "x.pt", "--max-blocks", "3",
+                              "--budget-metric", "memory"])
     assert (args.baseline, args.max_blocks, args.budget_metric, args.ft_epochs) == ("x.pt", 3, "memory", 2)
+    assert parser.parse_args(["--method", "complexity"]).baseline is None
 
 
 def test_cli_refuses_non_residual(tmp_path, monkeypatch, capsys) -> None:

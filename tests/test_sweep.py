@@ -9,13 +9,20 @@ from types import SimpleNamespace
 
 import pytest
 
+from elastic import sweep
+from elastic.cli import main
 from elastic.results import read_results
-from elastic.sweep import GRIDS, GridOptions, finished, run_sweep
+from elastic.sweep import GRIDS, GridOptions, finished
 
 REPO = Path(__file__).resolve().parent.parent
 # rows the smoke grid writes: baseline, complexity FA, uniform, block and block-l1
 # (step 0 and step 1 each), and the four elastic levels
 SMOKE_ROWS = {"baseline": 1, "complexity": 1, "uniform": 1, "block": 2, "block-l1": 2, "elastic": 4}
+
+
+def run_sweep(jobs, out: Path, **options) -> sweep.SweepReport:
+    """The sweep as `python -m elastic sweep` runs it: one-worker jobs in this process."""
+    return sweep.run_sweep(jobs, out, main=main, **options)
 
 
 def smoke_jobs(out: Path):

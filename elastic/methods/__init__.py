@@ -1,6 +1,11 @@
-"""The compression methods, by name. Each method's code lives in its own module
-(complexity.py, blocks.py, grow.py); this registry holds what the app and the
-results need to know about them: a label, the paper, and a one-line summary."""
+"""The compression methods, by name: one registry that the command line, the
+sweep grids, the app's method groups, the results schema and the tests read.
+
+Each method's algorithm lives in its own pure module (complexity.py for PA/FA/MA
+and uniform thinning, blocks.py, grow.py); its driver (options, data,
+checkpoints, results rows) in elastic.commands. A registered Method says what
+the rest of the product needs to know: a label, the paper, a summary, what the
+rows' columns mean for it, and the command-line arguments that run it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,36 +14,60 @@ from elastic.registry import Registry
 
 
 @dataclass(frozen=True)
-class MethodSpec:
+class Method:
     name: str          # the value of the results' "method" column
     label: str
     paper: str
     summary: str
+    argv: tuple[str, ...]    # `python -m elastic ARGV ...` runs it (ARGV[0] is the command)
+    family: str = ""         # methods one driver runs and one app page compares: "filters", "blocks", "elastic"
     modes: bool = False      # rows carry a complexity mode (PA/FA/MA) that tells configurations apart
     stage: str = ""          # what the results' "level" column counts: "step" (blocks removed) or "level" (width)
+    grid: bool = True        # the sweep grids run it
+
+    @property
+    def command(self) -> str:
+        return self.argv[0]
 
 
-METHODS: Registry[MethodSpec] = Registry("method")
-for _spec in (
-    MethodSpec("baseline", "Baseline", "", "the unpruned network trained with the recipe"),
-    MethodSpec("uniform", "Uniform thinning", "",
-               "every layer thinned by the same factor, trained from scratch (a reference for complexity pruning)"),
-    MethodSpec("complexity", "Complexity-driven (PA/FA/MA)",
-               "Zawish, Davy, Abraham: complexity-driven CNN compression for resource-constrained edge AI",
-               "layers sampled for filter pruning by their share of parameters, FLOPs or memory; trained from scratch",
-               modes=True),
-    MethodSpec("block", "Block pruning (direct)",
-               "Wu, Davoodi, Hu: block pruning for residual networks",
-               "residual blocks removed one at a time by measured accuracy, fine-tuned after each step", stage="step"),
-    MethodSpec("block-l1", "Block pruning (L1 proxy)", "Wu, Davoodi, Hu (proxy baseline)",
-               "blocks removed in the order of the L1 norm of their last BatchNorm scale", stage="step"),
-    MethodSpec("block-random", "Block pruning (random)", "Wu, Davoodi, Hu (proxy baseline)",
-               "blocks removed in a random order", stage="step"),
-    MethodSpec("elastic", "Elastic prune-and-grow",
-               "Mangal et al.: prune-and-grow elastic networks",
-               "one model with nested widths: pruned to a core, grown back level by level with smaller levels frozen",
-               stage="level"),
-    MethodSpec("elastic-joint", "Elastic, joint training", "slimmable-network style comparison",
-               "the same nested widths trained jointly, all widths in every step", stage="level"),
+METHODS: Registry[Method] = Registry("method")
+for _method in (
+    Method("baseline", "Baseline", "", "the unpruned network trained with the recipe", ("train",)),
+    Method("uniform", "Uniform thinning", "",
+           "every layer thinned by the same factor, trained from scratch (a reference for complexity pruning)",
+           ("prune", "--method", "uniform"), family="filters"),
+    Method("complexity", "Complexity-driven (PA/FA/MA)",
+           "Zawish, Davy, Abraham: complexity-driven CNN compression for resource-constrained edge AI",
+           "layers sampled for filter pruning by their share of parameters, FLOPs or memory; trained from scratch",
+           ("prune", "--method", "complexity"), family="filters", modes=True),
+    Method("block", "Block pruning (direct)", "Wu, Davoodi, Hu: block pruning for residual networks",
+           "residual blocks removed one at a time by measured accuracy, fine-tuned after each step",
+           ("prune", "--method", "block"), family="blocks", stage="step"),
+    Method("block-l1", "Block pruning (L1 proxy)", "Wu, Davoodi, Hu (proxy baseline)",
+           "blocks removed in the order of the L1 norm of their last BatchNorm scale",
+           ("prune", "--method", "block-l1"), family="blocks", stage="step"),
+    Method("block-random", "Block pruning (random)", "Wu, Davoodi, Hu (proxy baseline)",
+           "blocks removed in a random order", ("prune", "--method", "block-random"), family="blocks",
+           stage="step", grid=False),
+    Method("elastic", "Elastic prune-and-grow", "Mangal et al.: prune-and-grow elastic networks",
+           "one model with nested widths: pruned to a core, grown back level by level with smaller levels frozen",
+           ("grow",), family="elastic", stage="level"),
+    Method("elastic-joint", "Elastic, joint training", "slimmable-network style comparison",
+           "the same nested widths trained jointly, all widths in every step", ("grow", "--joint"),
+           family="elastic", stage="level"),
 ):
-    METHODS.add(_spec.name, _spec)
+    METHODS.add(_method.name, _method)
+
+
+def in_family(family: str) -> tuple[str, ...]:
+    """The names of the methods of one family, in registration order (for blocks:
+    the direct method first, then its proxy baselines)."""
+    return tuple(name for name in METHODS if METHODS.get(name).family == family)
+
+
+def selected_by(command: str) -> tuple[str, ...]:
+    """The methods a command's --method option chooses between."""
+    return tuple(name for name in METHODS if METHODS.get(name).argv[:2] == (command, "--method"))
+
+
+__all__ = ["METHODS", "Method", "in_family", "selected_by"]

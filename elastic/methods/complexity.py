@@ -32,20 +32,18 @@ Widths never go below the minimum width: by default 10% of the original width
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import random
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
-from elastic.errors import BadBudget, BadCheckpoint, ElasticError, UnknownName
+from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS
+from elastic.errors import BadBudget, ElasticError, UnknownName
 from elastic.models import ARCHS, arch_config, build_model
 from elastic.profile import FP32_BYTES, profile_model
 
@@ -465,154 +463,27 @@ def format_plan(p: PrunePlan) -> str:
     ])
 
 
-# ---- command line: `python -m elastic prune --method complexity|uniform ...` ----------
-
-def add_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("complexity / uniform pruning")
-    g.add_argument("--mode", choices=list(MODES), default="FA",
-                   help="PA: parameters, FA: MACs, MA: memory; sets the share layers are sampled by "
-                        "and the metric --target applies to (uniform: the metric only) (default: %(default)s)")
-    g.add_argument("--step", type=_step_fraction, default=DEFAULT_STEP,
-                   help="fraction of a sampled layer's filters removed at a time (default: %(default)s)")
-    g.add_argument("--min-width", type=integer(1), default=None,
-                   help="fewest channels a layer keeps (default: 10%% of its original width, at least 1)")
-    g.add_argument("--round-to", type=rounding, default=1, metavar="{" + ",".join(map(str, ROUNDINGS)) + ",auto}",
-                   help="channel counts are multiples of this; auto: the multiple of "
-                        f"{', '.join(map(str, AUTO_ROUNDINGS))} whose plan runs fastest in onnxruntime on this "
-                        "machine (measured, batch 1, one thread; the rounded plan still meets --target) "
-                        "(default: %(default)s)")
-    g.add_argument("--init", choices=INITS, default="scratch",
-                   help="train the pruned network from scratch (the paper) or fine-tune the trained "
-                        "baseline's kept filters (default: %(default)s)")
-    g.add_argument("--baseline", default=None,
-                   help="trained baseline checkpoint for --init finetune (default: the one recorded "
-                        "in the results for this arch and dataset)")
-
-
-def pick_rounding(args: argparse.Namespace, num_classes: int, input_shape: tuple[int, int, int]
-                  ) -> tuple[int, dict[int, float]]:
-    """--round-to auto: the multiple of AUTO_ROUNDINGS whose plan (for the same
-    method, mode and target) has the lowest onnxruntime latency here, batch 1,
-    one thread, the candidates timed in interleaved rounds; and each one's
-    median latency in ms."""
+def pick_rounding(plan_for: Callable[[int], PrunePlan], input_shape: tuple[int, int, int], *,
+                  target: float, arch: str) -> tuple[int, dict[int, float]]:
+    """--round-to auto: of the plans `plan_for(r)` for each multiple r of
+    AUTO_ROUNDINGS (the same method, mode and target), the one with the lowest
+    onnxruntime latency here, batch 1, one thread, the candidates timed in
+    interleaved rounds; and each one's median latency in ms."""
     from elastic.deploy import measure_latencies
     models, unreachable = {}, []
     for r in AUTO_ROUNDINGS:
         try:
-            models[r] = build(plan_from_args(argparse.Namespace(**{**vars(args), "round_to": r}), num_classes))
+            models[r] = build(plan_for(r))
         except ElasticError:          # widths this coarse cannot reach the target
             unreachable.append(str(r))
     if not models:
-        raise BadBudget(f"--round-to auto: no multiple of {', '.join(unreachable)} reaches --target {args.target:g} "
-                        f"for {args.arch}; give a smaller --round-to")
+        raise BadBudget(f"--round-to auto: no multiple of {', '.join(unreachable)} reaches --target {target:g} "
+                        f"for {arch}; give a smaller --round-to")
     measured = measure_latencies(models, input_shape, threads=1, warmup=3, repeats=10, rounds=5,
                                  runtime="onnxruntime")
     timings = {r: round(lat.median_ms, 4) for r, lat in measured.items()}
     return min(timings, key=lambda r: (timings[r], r)), timings
 
 
-def _resolve_rounding(args: argparse.Namespace, num_classes: int, input_size: int) -> dict[int, float]:
-    """Replace --round-to auto by the measured choice (printed); the timings."""
-    if args.round_to != "auto":
-        return {}
-    args.round_to, timings = pick_rounding(args, num_classes, (3, input_size, input_size))
-    print("round-to auto (onnxruntime, batch 1, 1 thread): "
-          + ", ".join(f"{r}: {ms:.4f} ms" for r, ms in timings.items()) + f"; chose {args.round_to}")
-    return timings
-
-
-def _step_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
-    return value
-
-
-def plan_from_args(args: argparse.Namespace, num_classes: int) -> PrunePlan:
-    if args.method == "uniform":
-        return uniform_plan(args.arch, num_classes, args.target, MODES[args.mode], round_to=args.round_to)
-    return plan(args.arch, num_classes, args.mode, args.target, step=args.step,
-                min_width=args.min_width, round_to=args.round_to, seed=args.seed)
-
-
-def run_name(args: argparse.Namespace, data_source: str) -> str:
-    """The readable part of the run id (elastic.identity.pruned_name)."""
-    from elastic.identity import pruned_name
-    complexity = args.method == "complexity"
-    return pruned_name(args.dataset, args.arch, args.method, mode=args.mode, target=args.target,
-                       round_to=args.round_to, step=args.step if complexity and args.step != DEFAULT_STEP else None,
-                       min_width=args.min_width if complexity else None, init=args.init, epochs=args.epochs,
-                       seed=args.seed, data_source=data_source)
-
-
-def run_cli(args: argparse.Namespace) -> None:
-    from elastic import identity
-    from elastic.cli import load_data, precision_for, progress_bar, recipe_from, results_path, run_settings
-    from elastic.data import DATASETS
-    from elastic.results import append_row
-    from elastic.runs import checkpoint_path, baseline_for, load_start, result_row, save_model
-    from elastic.train import evaluate, pick_device, train
-
-    started = time.perf_counter()
-    spec = DATASETS.get(args.dataset)
-    auto = _resolve_rounding(args, spec.num_classes, spec.input_size)
-    if args.dry_run:
-        # Planning only runs batch-1 profiles of small nets: one thread is fastest, and
-        # on a busy CPU OpenMP workers spinning against other jobs make it many times slower.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            pruned_plan = plan_from_args(args, DATASETS.get(args.dataset).num_classes)
-        finally:
-            torch.set_num_threads(threads)
-        print(format_plan(pruned_plan))
-        print(f"planned in {time.perf_counter() - started:.1f} s (no training: --dry-run)")
-        return
-    pruned_plan = plan_from_args(args, DATASETS.get(args.dataset).num_classes)
-
-    data = load_data(args)
-    device = pick_device(args.device)
-    precision = precision_for(args, device)
-    recipe = recipe_from(args, precision)
-    details = {**pruned_plan.details(), "init": args.init}
-    if auto:
-        details["round_to_auto"] = {str(r): ms for r, ms in auto.items()}
-    torch.manual_seed(args.seed)
-    acc_before, start, schedule = None, "", identity.schedule(args.epochs)
-    if args.init == "finetune":
-        path = baseline_for(args)
-        source, state, start = load_start(path, args.arch, data.num_classes)
-        schedule = state["schedule"]
-        if state.get("config", {}).get("shapes") or state.get("config", {}).get("removed_blocks"):
-            raise BadCheckpoint(f"{path} holds an already pruned {args.arch}; fine-tuning starts from a baseline")
-        model = build(pruned_plan, source).to(device)
-        acc_before = evaluate(model, data.val, data.spec, device=device)
-        details["baseline"] = str(path)
-    else:
-        model = build(pruned_plan)
-    run_id = identity.run(run_name(args, data.source), precision, run_settings(recipe, data.source, start))
-    print(format_plan(pruned_plan).splitlines()[0])
-    final = checkpoint_path(run_id)
-    result = train(model, data.train, data.spec, recipe, device=device, seed=args.seed, val_set=data.val,
-                   on_progress=progress_bar(f"{args.method} {args.mode} {args.arch}"),
-                   checkpoint=final.with_suffix(".resume.pt"))
-    save_model(final, model, args.arch, data.num_classes, args.dataset, run_id=run_id, recipe=recipe.to_dict(),
-               seed=args.seed, method=args.method, details=details, schedule=schedule)
-    final.with_suffix(".resume.pt").unlink(missing_ok=True)  # finished: a rerun starts afresh
-    row = result_row(model, args.arch, data, run_id=run_id, method=args.method, device=device,
-                     seed=args.seed, epochs=args.epochs, seconds=result.seconds, precision=precision,
-                     recipe={**recipe.to_dict(), "init": args.init}, label=args.label,
-                     mode=args.mode, target=args.target, details=details, acc_before_ft=acc_before,
-                     schedule=schedule)
-    append_row(results_path(args), row)
-    print(f"{run_id}: test {row['test_acc']:.2f}%, val {row['val_acc']:.2f}%, "
-          f"{row['macs'] / 1e6:.2f} M MACs ({pruned_plan.achieved['macs']:.3f}), "
-          f"{row['params'] / 1e3:.1f} K params ({pruned_plan.achieved['params']:.3f}), "
-          f"{result.seconds / 60:.1f} min. Checkpoint: {final}")
-
-
 __all__ = ["MODES", "METRICS", "ROUNDINGS", "PrunePlan", "plan", "uniform_plan", "build", "format_plan",
-           "add_options", "run_cli"]
+           "pick_rounding"]

@@ -24,7 +24,6 @@ Levels are numbered from the smallest (0, the core) to the full width (-1).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import operator
 import statistics
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
+from elastic.argtypes import AUTO_ROUNDINGS
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.models import ARCHS, arch_config, build_model, layer_shape
@@ -729,50 +728,6 @@ def load_elastic(path: Path | str, device: torch.device | str = "cpu") -> Elasti
     return model.to(device).eval()
 
 
-# ---- command line (the edge: data, checkpoints, results) -----------------------------
-
-def _levels(text: str) -> tuple[float, ...]:
-    try:
-        return check_widths([float(part) for part in text.split(",") if part.strip()])
-    except (ValueError, ElasticError) as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """Options of `python -m elastic grow`."""
-    group = parser.add_argument_group("prune-and-grow")
-    group.add_argument("--levels", type=_levels, default=DEFAULT_LEVELS,
-                       help="width of each level as a fraction of every layer's channels "
-                            "(default: 1,0.8,0.64,0.512: three pruning steps of 20%%)")
-    group.add_argument("--baseline", default=None,
-                       help="checkpoint of the trained network to start from "
-                            "(default: the trained baseline of --arch on --dataset)")
-    group.add_argument("--round-to", type=rounding, default=1, metavar="{" + ",".join(map(str, ROUNDINGS)) + ",auto}",
-                       help="each level's channel counts are multiples of this (the full width keeps all); "
-                            f"auto: the multiple of {', '.join(map(str, AUTO_ROUNDINGS))} whose levels run "
-                            "fastest in onnxruntime on this machine (measured, batch 1, one thread) "
-                            "(default: %(default)s)")
-    group.add_argument("--importance", choices=["l2", "l1"], default="l2",
-                       help="filter norm that ranks channels (default: %(default)s)")
-    group.add_argument("--core-epochs", type=integer(0), default=None,
-                       help="epochs fine-tuning the smallest level (default: half of --epochs)")
-    group.add_argument("--grow-epochs", type=integer(0), default=None,
-                       help="epochs training each grown level (default: the other half of --epochs, "
-                            "split over the grown levels, at least 1)")
-    group.add_argument("--joint", action="store_true",
-                       help="instead, train all levels jointly for --epochs (slimmable style; "
-                            "method elastic-joint)")
-    group.add_argument("--ship", action="store_true",
-                       help="write the elastic checkpoint to cached_results/checkpoints (shipped with "
-                            "the app) instead of the cache folder")
-    group.add_argument("--eval-level", default=None, metavar="K",
-                       help="do not train: evaluate level K (0 = smallest, -1 = full, or 'all') of "
-                            "--checkpoint and time its switch and inference")
-    group.add_argument("--checkpoint", default=None, help="elastic checkpoint for --eval-level")
-    # Fine-tuning from a trained network wants a gentler peak than training from scratch.
-    parser.set_defaults(lr=0.05)
-
-
 def schedule(epochs: int, core_epochs: int | None, grow_epochs: int | None, num_levels: int) -> tuple[int, int]:
     """(core epochs, epochs per grown level): by default half of `epochs` for the
     core and the other half split over the grown levels (at least 1 each)."""
@@ -811,144 +766,7 @@ def pick_rounding(base: nn.Module, arch: str, num_classes: int, widths: Sequence
     return min(sums, key=lambda r: (sums[r], r)), sums
 
 
-def run_cli(args: argparse.Namespace) -> None:
-    """Prune, train the core, grow level by level (or train jointly); one results
-    row per level and one elastic checkpoint."""
-    from elastic import identity
-    from elastic.cli import load_data, precision_for, progress_bar, recipe_from, results_path, run_settings
-    from elastic.results import append_row, results_dir
-    from elastic.runs import baseline_for, checkpoint_path, load_start, result_row
-    from elastic.train import evaluate, pick_device
-
-    if args.eval_level is not None:
-        return _run_eval(args)
-    if args.checkpoint:
-        raise ElasticError("--checkpoint is for --eval-level; training writes its own checkpoint")
-    device = pick_device(args.device)
-    widths = tuple(args.levels)
-    core_epochs, grow_epochs = schedule(args.epochs, args.core_epochs, args.grow_epochs, len(widths))
-    baseline = baseline_for(args)
-    data = load_data(args)
-    base, base_state, origin = load_start(baseline, args.arch, data.num_classes, device)
-    auto: dict[int, float] = {}
-    if args.round_to == "auto":
-        size = data.spec.input_size
-        args.round_to, auto = pick_rounding(base, args.arch, data.num_classes, widths, (3, size, size))
-        print("round-to auto (onnxruntime, batch 1, 1 thread, sum over the levels): "
-              + ", ".join(f"{r}: {ms:.4f} ms" for r, ms in auto.items()) + f"; chose {args.round_to}")
-    model = build_elastic(base, args.arch, data.num_classes, widths, args.importance, args.round_to).to(device)
-    method = "elastic-joint" if args.joint else "elastic"
-    precision = precision_for(args, device)
-    levels = "-".join(f"{w:g}" for w in widths) if widths != DEFAULT_LEVELS else ""
-    name = identity.elastic_name(args.dataset, args.arch, joint=args.joint, epochs=args.epochs, core=core_epochs,
-                                 grow=grow_epochs, seed=args.seed, levels=levels, importance=args.importance,
-                                 round_to=args.round_to, data_source=data.source)
-    prefix = identity.run(name, precision, run_settings(recipe_from(args, precision), data.source, origin))
-    resume = checkpoint_path(prefix)                     # + .levelK.resume.pt: per-epoch resume files
-    final = results_dir() / "checkpoints" / resume.name if args.ship else resume
-    options = {"levels": list(widths), "importance": args.importance, "baseline": str(baseline),
-               "joint": args.joint, "core_epochs": core_epochs, "grow_epochs": grow_epochs,
-               "round_to": args.round_to, **({"round_to_auto_ms": auto} if auto else {})}
-    meta = {"dataset": args.dataset, "method": method, "run": prefix, "options": options}
-
-    def recipe_for(epochs: int) -> Recipe:
-        return recipe_from(args, precision, epochs=epochs)
-
-    def val_acc(level: int) -> float:
-        return evaluate(LevelView(model, level), data.val, data.spec, device=device)
-
-    def write_row(level: int, epochs: int, stage_epochs: int, seconds: float, acc_before: float,
-                  history: list[dict[str, float]]) -> None:
-        switch_us = switch_time_us(model, level)
-        row = result_row(
-            extract(model, level), args.arch, data, run_id=f"{prefix}/level{level}", method=method,
-            device=device, seed=args.seed, epochs=epochs, seconds=seconds, precision=precision,
-            recipe={**recipe_for(stage_epochs).to_dict(), **options}, level=str(level),
-            acc_before_ft=acc_before, label=args.label, schedule=base_state["schedule"],
-            details={"width": widths[level], "levels": list(widths), "channels": list(model.channels[level]),
-                     "switch_us": round(switch_us, 2),
-                     "switch_cached_us": round(switch_time_us(model, level, cached=True), 3),
-                     "checkpoint": _shown(final), "history": history})
-        append_row(results_path(args), row)
-        print(f"level {level} (width {widths[level]:g}): val {acc_before:.2f}% before training, "
-              f"{row['val_acc']:.2f}% after (test {row['test_acc']:.2f}%), {row['macs'] / 1e6:.1f} M MACs, "
-              f"switch {switch_us:.1f} us")
-
-    if args.joint:
-        before = [val_acc(k) for k in range(len(widths))]
-        result = train_joint(model, data.train, data.spec, recipe_for(args.epochs), device=device,
-                             seed=args.seed, val_set=data.val, on_progress=progress_bar("joint"),
-                             checkpoint=resume.with_suffix(".resume.pt"))
-        save_elastic(final, model, **meta, trained_levels=len(widths))
-        for k in range(len(widths)):
-            write_row(k, args.epochs, args.epochs, result.seconds, before[k], result.history)
-    else:
-        seconds = 0.0
-        for k in range(len(widths)):
-            if k:
-                grow_level(model, k)
-            before = val_acc(k)
-            epochs = grow_epochs if k else core_epochs
-            result = TrainResult()
-            if epochs:
-                result = train_level(model, k, data.train, data.spec, recipe_for(epochs), device=device,
-                                     seed=args.seed, val_set=data.val,
-                                     on_progress=progress_bar("core" if k == 0 else f"grow level {k}"),
-                                     checkpoint=resume.with_suffix(f".level{k}.resume.pt"))
-            seconds += result.seconds
-            # Level k is final now: growing the larger levels never changes what it computes.
-            save_elastic(final, model, **meta, trained_levels=k + 1)
-            write_row(k, core_epochs + k * grow_epochs, epochs, seconds, before, result.history)
-    for leftover in resume.parent.glob(resume.stem + ".*resume.pt"):   # finished: a rerun starts afresh
-        leftover.unlink(missing_ok=True)
-    print(f"{prefix}: {len(widths)} levels; checkpoint {final}; rows in {results_path(args)}")
-
-
-def _shown(path: Path) -> str:
-    """A path relative to the repository when it is inside it."""
-    from elastic.data import REPO_ROOT
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def _run_eval(args: argparse.Namespace) -> None:
-    """`--eval-level K --checkpoint PATH`: accuracy, switch time and batch-1
-    latency of one level (or all), elastic and extracted."""
-    from elastic.cli import load_data
-    from elastic.profile import count_macs
-    from elastic.train import evaluate, pick_device
-
-    if not args.checkpoint:
-        raise ElasticError("--eval-level needs --checkpoint PATH (an elastic checkpoint)")
-    device = pick_device(args.device)
-    model = load_elastic(args.checkpoint, device)
-    data = load_data(args)
-    if model.num_classes != data.num_classes:
-        raise ElasticError(f"{args.checkpoint} has {model.num_classes} classes, {args.dataset} has {data.num_classes}")
-    if args.eval_level == "all":
-        levels = list(range(model.num_levels))
-    else:
-        try:
-            levels = [model.index(int(args.eval_level))]
-        except ValueError:
-            raise ElasticError(f"--eval-level takes a level number or 'all', not {args.eval_level!r}") from None
-    size = data.spec.input_size
-    x = torch.randn(1, 3, size, size, device=device)
-    print(f"{args.checkpoint}: {model.arch}, levels {', '.join(f'{w:g}' for w in model.widths)}")
-    for k in levels:
-        view = LevelView(model, k).eval()
-        small = extract(model, k)
-        acc = evaluate(view, data.test, data.spec, device=device)
-        print(f"level {k} (width {model.widths[k]:g}): test {acc:.2f}%, "
-              f"{count_macs(view, (3, size, size)) / 1e6:.1f} M MACs, "
-              f"switch {switch_time_us(model, k):.1f} us to prepare, "
-              f"{switch_time_us(model, k, cached=True):.2f} us cached, "
-              f"batch-1 latency {latency_ms(view, x):.2f} ms elastic, {latency_ms(small, x):.2f} ms extracted")
-
-
 __all__ = ["DEFAULT_LEVELS", "ElasticNet", "Layer", "LevelView", "Structure", "build_elastic",
            "channel_structure", "check_widths", "extract", "filter_importance", "grow_level",
            "latency_ms", "level_channels", "load_elastic", "pick_rounding", "reorder_channels", "save_elastic",
-           "switch_time_us", "train_joint", "train_level", "add_options", "run_cli"]
+           "schedule", "switch_time_us", "train_joint", "train_level"]

@@ -19,12 +19,12 @@ from torch import nn
 
 from elastic import explore, identity
 from elastic.data import DATASETS
-from elastic.methods import blocks
+from elastic.methods import blocks, in_family
 from elastic.models import build_model
 from elastic.profile import profile_model
 from elastic.ui import figures
 
-METHODS = ("block", *blocks.PROXY_METHODS)        # direct first, then the proxy baselines
+METHODS = in_family("blocks")        # direct first, then the proxy baselines
 # What a step's "candidates" scores are, per method (block-random records none).
 SCORE_NAMES = {"block": "validation accuracy without the block (%)",
                "block-l1": "L1 norm of the block's last BatchNorm scale"}

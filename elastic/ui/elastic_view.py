@@ -22,13 +22,13 @@ import torch
 from elastic import deploy, explore, identity
 from elastic.data import DATASETS, ImageSet
 from elastic.errors import BadCheckpoint, DataNotFound
-from elastic.methods import grow
+from elastic.methods import grow, in_family
 from elastic.methods.grow import ElasticNet
 from elastic.profile import profile_model
 from elastic.train import evaluate, predict
 from elastic.ui import data, figures
 
-METHODS = ("elastic", "elastic-joint")
+METHODS = in_family("elastic")
 LIVE_IMAGES = 500          # test images the live accuracy is measured on
 SHOWN_IMAGES = 8           # test images shown with their predictions
 _FONT = dict(family="sans-serif", size=12)

@@ -1,0 +1,94 @@
+"""`sweep`: a grid of configurations, run resumably (elastic.sweep does the work)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import torch
+
+from elastic.argtypes import device, integer, number
+from elastic.atomic import check_creatable
+from elastic.commands.options import add_precision_arg, precision_for
+from elastic.errors import ElasticError
+
+
+def add_sweep(p: argparse.ArgumentParser) -> None:
+    from elastic.sweep import GRIDS
+    p.add_argument("--grid", required=True, choices=GRIDS.names(), help="which grid of configurations")
+    p.add_argument("--out", default=None,
+                   help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder); "
+                        "the ledger of finished jobs is <out>.sweep.jsonl beside it. The cpu grid writes its rows "
+                        "to cifar10.csv and imagenette.csv beside --out")
+    from elastic.models import ARCHS
+    from elastic.sweep import GRID_METHODS
+    p.add_argument("--epochs", type=integer(1), default=None, help="override the grid's training epochs")
+    p.add_argument("--archs", nargs="*", default=[], choices=ARCHS.names(), help="only these architectures")
+    p.add_argument("--methods", nargs="*", default=[], choices=GRID_METHODS,
+                   help="only these methods (default: all)")
+    p.add_argument("--workers", type=integer(0), default=0,
+                   help="jobs at once (default: 4 on a GPU, to keep it busy; 1 on a CPU)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the jobs on a Ray cluster: 'auto', an address, or 'local' to start one here")
+    p.add_argument("--device", type=device, default=None, help="passed to every job (cpu, cuda)")
+    p.add_argument("--stop-after", type=number(at_least=0), default=None, metavar="MINUTES",
+                   help="start a job only if it is expected to end within this many minutes (its "
+                        "duration estimated from a probe of this machine, its MACs and epochs); running "
+                        "jobs finish, the rest wait for the next run (for machines lent for a fixed time)")
+    add_precision_arg(p)
+    p.add_argument("--list", action="store_true", help="print the jobs and whether they are done, run nothing")
+
+
+def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> None:
+    """`main` (the command line's entry point) runs one-worker jobs in this process."""
+    import tempfile
+    from pathlib import Path
+
+    from elastic.results import results_dir
+    from elastic.sweep import GRIDS, Estimator, GridOptions, finished, ledger_path, run_sweep as sweep
+    from elastic.train import pick_device
+    if args.out:
+        out = Path(args.out)
+    elif args.grid == "smoke":
+        out = Path(tempfile.mkdtemp(prefix="elastic-smoke-")) / "smoke.csv"
+    else:
+        out = results_dir() / f"{args.grid}.csv"
+    if out.is_dir():
+        raise ElasticError(f"--out {out} is a folder; name a results file, e.g. {out / 'results.csv'}")
+    check_creatable(out.parent, f"--out {out}")
+    # Resolved once, here: every job trains in the same arithmetic and its key says which.
+    precision = precision_for(args, pick_device(args.device or "auto"))
+    extra = (*(("--device", args.device) if args.device else ()), "--precision", precision)
+    opts = GridOptions(out, args.epochs, tuple(args.archs), tuple(args.methods), extra)
+    jobs = GRIDS.get(args.grid).make(opts)
+    done = finished(out)
+    if args.list:
+        for job in jobs:
+            print(f"{'done' if job.key in done else 'todo'}  {job.name:<40} {job.command}")
+        return
+    workers = args.workers or (4 if torch.cuda.is_available() else 1)
+    from tqdm import tqdm
+    bar = tqdm(total=len(jobs), initial=len([j for j in jobs if j.key in done]), desc=f"sweep {args.grid}",
+               file=sys.stderr)
+
+    def on_event(kind, job, report) -> None:
+        if kind == "start":
+            bar.write(f"start {job.name}")
+        else:
+            bar.update(1)
+        if kind == "failed":
+            bar.write(f"FAILED {job.key}:\n{report.failed[job.key]}")
+    stop_after = None if args.stop_after is None else args.stop_after * 60
+    estimate = Estimator(precision, ledger_path(out)) if stop_after is not None else None
+    report = sweep(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
+                   on_event=on_event, main=main)
+    bar.close()
+    left = f", {len(report.not_started)} left for the next run" if report.not_started else ""
+    for key in [k for k in report.not_started if k in report.too_long][:5]:
+        print(f"not started: {key.split('@')[0]} is expected to take {report.too_long[key] / 60:.0f} min, "
+              f"more than was left")
+    print(f"{len(report.ran)} ran, {len(report.skipped)} already done, {len(report.failed)} failed{left} "
+          f"in {report.seconds / 60:.1f} min; results in {out}")
+    if report.failed:
+        raise ElasticError(f"{len(report.failed)} job(s) failed: {', '.join(report.failed)}; "
+                           f"run the same command again to retry them")

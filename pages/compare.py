@@ -5,6 +5,7 @@ import math
 import streamlit as st
 
 from elastic import explore
+from elastic.methods import METHODS
 from elastic.ui import data, figures, page, state, widgets
 
 page.start("Compare with the papers",
@@ -29,8 +30,8 @@ st.plotly_chart(figures.tradeoff_figure(rows, metric, height=460), width="stretc
 measured = {r["method"]: r for r in explore.measured_summary(frame, rows).to_dict("records")}
 claims = {c["method"]: c for c in data.claims()}
 st.subheader(f"Measured here ({arch}, {dataset}) and claimed by the papers")
-for name in explore.METHODS.names():
-    spec = explore.METHODS.get(name)
+for name in METHODS.names():
+    spec = METHODS.get(name)
     with st.container(border=True):
         st.markdown(f"**{spec.label}** — {spec.summary}")
         ours, theirs = st.columns(2)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from elastic import catalog, explore
+from elastic.methods import METHODS
 from elastic.ui import cards, data, figures, page, state, widgets
 
 page.start("Explorer",
@@ -28,7 +29,7 @@ with st.sidebar:
     scheduled = explore.select(frame, dataset=dataset, schedule=schedule)
     arch = widgets.pick_arch(offered, choice.arch, allow_all=True)
     here = explore.select(scheduled, dataset=dataset, arch=arch)
-    present = [m for m in explore.METHODS.names() if m in set(here["method"])]
+    present = [m for m in METHODS.names() if m in set(here["method"])]
     methods = widgets.pick_many("Methods", present, choice.methods, key="pick.methods",
                                 format_func=explore.method_label, pills=True)
     modes = choice.modes

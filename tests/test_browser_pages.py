@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pandas as pd
 import pytest
 
 from elastic import explore
@@ -24,7 +25,7 @@ SHOTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def shipped() -> "explore.pd.DataFrame":
+def shipped() -> pd.DataFrame:
     table, problems = load_all(RESULTS_DIR)
     assert not problems
     return explore.prepare(table)

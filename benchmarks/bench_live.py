@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from elastic import live  # noqa: E402
+from elastic.checkpoints import load_model
 from elastic.data import load_dataset  # noqa: E402
 from elastic.methods.blocks import candidate_blocks  # noqa: E402
 from elastic.precision import cpu_name  # noqa: E402
-from elastic.runs import find_baseline, load_model  # noqa: E402
+from elastic.runs import find_baseline  # noqa: E402
 
 ELASTIC = "cifar10__resnet20__elastic__c2g1__s0__fp32-a92b9931.pt"
 

@@ -2,7 +2,7 @@
 
 `check_file(path)` recognises
 
-- a model checkpoint (`train`, `prune`, `elastic.runs.save_model`),
+- a model checkpoint (`train`, `prune`, `elastic.checkpoints.save_model`),
 - a training resume file (`*.resume.pt`, written after every epoch),
 - an elastic checkpoint (`grow`), with a profile of each level,
 - a TorchScript export (`export`, the Export page's model.pt),
@@ -31,7 +31,8 @@ from typing import Any, Mapping
 
 import torch
 
-from elastic.checks import MAX_UPLOAD_BYTES, ZIP_MAGIC, checkpoint_format, display_name
+from elastic import identity
+from elastic.checkpoints import MAX_UPLOAD_BYTES, ZIP_MAGIC, checkpoint_format, display_name
 from elastic.deploy import EXTRA_FILE
 from elastic.errors import BadCheckpoint
 
@@ -127,7 +128,7 @@ def with_recorded(report: FileReport, frame: Any) -> FileReport:
         return report
     rows = {str(r["run_id"]): r for r in frame.to_dict("records")}
     if report.levels:
-        levels = [{**level, **_accuracies(rows.get(f"{report.run_id}/level{level['level']}"))}
+        levels = [{**level, **_accuracies(rows.get(identity.level(report.run_id, level['level'])))}
                   for level in report.levels]
         return replace(report, levels=levels)
     row = rows.get(report.run_id)
@@ -149,7 +150,7 @@ def _accuracies(row: Mapping[str, Any] | None) -> dict[str, str]:
 # ---- torch.save files --------------------------------------------------------------
 
 def _saved(path: Path, shown: str) -> FileReport:
-    from elastic.train import load_checkpoint
+    from elastic.checkpoints import load_checkpoint
     state = load_checkpoint(path)
     if state.get("format") == "elastic-net":
         return _elastic(path, shown)
@@ -159,7 +160,7 @@ def _saved(path: Path, shown: str) -> FileReport:
         return _model(path, shown)
     if state and all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BadCheckpoint(f"{shown} is a bare state_dict ({len(state)} tensors), not a file Elastic writes: "
-                            f"it does not say its architecture; save it with elastic.runs.save_model")
+                            f"it does not say its architecture; save it with elastic.checkpoints.save_model")
     keys = ", ".join(sorted(map(str, state))[:6]) or "nothing"
     raise BadCheckpoint(f"{shown} is a torch.save file but not one Elastic writes (its entries: {keys}); "
                         f"expected {EXPECTED}")
@@ -168,7 +169,7 @@ def _saved(path: Path, shown: str) -> FileReport:
 def _model(path: Path, shown: str) -> FileReport:
     from elastic.data import DATASETS
     from elastic.profile import profile_model
-    from elastic.runs import load_model
+    from elastic.checkpoints import load_model
     model, state = load_model(path)
     arch, classes = state["arch"], int(state["num_classes"])
     dataset = state.get("dataset") if state.get("dataset") in DATASETS else None
@@ -354,7 +355,7 @@ def _buffer(name: str) -> bool:
 def _arch_of(weights: Mapping[str, Any]) -> str | None:
     """The registered architecture whose unpruned network has exactly these
     tensor names and shapes (checked on the meta device), or None."""
-    from elastic.checks import skeleton, weights_mismatch
+    from elastic.checkpoints import skeleton, weights_mismatch
     from elastic.models import ARCHS
     linears = [v for k, v in weights.items() if isinstance(v, torch.Tensor) and k.endswith("weight") and v.ndim == 2]
     if not linears:

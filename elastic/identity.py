@@ -38,6 +38,22 @@ class RunId:
         return self.run if self.kind == "" else f"{self.run}/{self.kind}{self.number}"
 
 
+def step(run: str, number: int) -> str:
+    """The id of step `number` of a block pruning run."""
+    return str(RunId(run, "step", number))
+
+
+def level(run: str, number: int) -> str:
+    """The id of level `number` of an elastic run."""
+    return str(RunId(run, "level", number))
+
+
+def is_level_of(run_id: str, run: str) -> bool:
+    """Is `run_id` one of the levels of the elastic run `run`?"""
+    part = parse(run_id)
+    return part.kind == "level" and part.run == run
+
+
 def parse(run_id: str) -> RunId:
     match = _PART.match(run_id)
     if match is None:

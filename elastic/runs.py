@@ -1,6 +1,7 @@
 """Glue between the pure core and the outside world: turn a trained model into a
-results row (measured complexity, accuracy, provenance), and save or load the
-checkpoint that goes with it. The CLI, the methods' drivers and the sweep use it."""
+results row (measured complexity, accuracy, provenance), and find the checkpoint
+that goes with a row or that a method starts from (elastic.checkpoints writes
+and reads it). The commands and the app use it."""
 from __future__ import annotations
 
 import json
@@ -13,11 +14,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from elastic.checkpoints import load_model
 from elastic.data import DataSplits, cache_dir
 from elastic.errors import BadCheckpoint
-from elastic.models import ARCHS, arch_config, build_model
+from elastic.models import ARCHS, arch_config
 from elastic.profile import profile_model
-from elastic.train import evaluate, load_checkpoint, save_checkpoint
+from elastic.train import evaluate
 
 
 def complexity_columns(model: nn.Module, input_size: int) -> dict[str, int]:
@@ -68,50 +70,6 @@ def shipped_checkpoint_path(run_id: str) -> Path:
     from elastic.identity import checkpoint_name
     from elastic.results import results_dir
     return results_dir() / "checkpoints" / checkpoint_name(run_id)
-
-
-def save_model(path: Path | str, model: nn.Module, arch: str, num_classes: int,
-               dataset: str, *, run_id: str = "", **meta: Any) -> None:
-    """A checkpoint that says what it is: architecture, config and class count
-    travel with the weights, so loading can check them; `run_id` names the row it
-    belongs to, and is what runs that start from it record."""
-    save_checkpoint(path, {"arch": arch, "num_classes": num_classes, "dataset": dataset, "run_id": run_id,
-                           "config": arch_config(model, arch, num_classes),
-                           "model": model.state_dict(), **meta})
-
-
-def load_model(path: Path | str, *, arch: str | None = None, num_classes: int | None = None,
-               device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a `save_model` checkpoint describes. If arch or
-    num_classes are given they must match the checkpoint's."""
-    from elastic.checks import skeleton, weights_mismatch
-    state = load_checkpoint(path, device)
-    if "model" not in state or "arch" not in state:
-        bare = " (it looks like a bare state_dict: wrap it with elastic.runs.save_model)" if all(
-            isinstance(v, torch.Tensor) for v in state.values()) else ""
-        raise BadCheckpoint(f"{path} is not an Elastic model checkpoint: expected 'arch', 'num_classes' and "
-                            f"'model' entries, as elastic.runs.save_model writes{bare}")
-    if not isinstance(state["arch"], str) or state["arch"] not in ARCHS:
-        raise BadCheckpoint(f"{path} is for architecture {state['arch']!r}, which is not supported")
-    if arch is not None and state["arch"] != arch:
-        raise BadCheckpoint(f"{path} holds a {state['arch']} model, expected {arch}")
-    if num_classes is not None and state.get("num_classes") != num_classes:
-        raise BadCheckpoint(f"{path} was trained for {state.get('num_classes', 'an unrecorded number of')} "
-                            f"classes, expected {num_classes}")
-    try:  # shapes first, on the meta device: a crafted config or class count allocates nothing
-        unfit = weights_mismatch(skeleton(state["arch"], state.get("num_classes"), state.get("config")),
-                                 state["model"])
-    except ValueError as err:
-        raise BadCheckpoint(f"{path}: {err}") from None
-    if unfit:
-        raise BadCheckpoint(f"{path}: weights do not fit the {state['arch']} it describes ({unfit})")
-    model = build_model(state["arch"], int(state["num_classes"]), state.get("config"))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise BadCheckpoint(f"{path}: weights do not fit a {state['arch']} model ({first})") from None
-    return model.to(device), state
 
 
 def trained_model(run_id: str, *, arch: str | None = None, num_classes: int | None = None

@@ -20,10 +20,11 @@ import pandas as pd
 from torch import Tensor
 
 from elastic.atomic import replace_atomically
+from elastic.checkpoints import load_checkpoint, save_checkpoint
 from elastic.data import DataSplits
 from elastic.errors import ElasticError
-from elastic.identity import checkpoint_name, parse
-from elastic.train import evaluate, load_checkpoint, save_checkpoint
+from elastic.identity import checkpoint_name, is_level_of, parse
+from elastic.train import evaluate
 
 MANIFEST = "manifest.json"
 TOLERANCE = 0.05          # percentage points: at most 5 of 10,000 test images may change
@@ -52,9 +53,9 @@ def rows_of(run_id: str, frame: pd.DataFrame) -> tuple[str, list[dict[str, Any]]
     (given as the run or as one of its level ids)."""
     part = parse(run_id)
     by_id = {str(r["run_id"]): r for r in frame.to_dict("records")}
-    if part.kind == "level" or any(k.startswith(f"{run_id}/level") for k in by_id):
+    if part.kind == "level" or any(is_level_of(k, run_id) for k in by_id):
         run = part.run if part.kind == "level" else run_id
-        rows = sorted((r for k, r in by_id.items() if parse(k).run == run and parse(k).kind == "level"),
+        rows = sorted((r for k, r in by_id.items() if is_level_of(k, run)),
                       key=lambda r: parse(str(r["run_id"])).number)
         return run, rows
     return run_id, [by_id[run_id]] if run_id in by_id else []
@@ -69,7 +70,7 @@ def accuracies(path: Path, rows: list[dict[str, Any]], data: DataSplits) -> dict
         model = load_elastic(path)
         return {str(r["run_id"]): evaluate(lambda x, k=parse(str(r["run_id"])).number: model(x, k), data.test,
                                            data.spec) for r in rows}
-    from elastic.runs import load_model
+    from elastic.checkpoints import load_model
     model, _ = load_model(path)
     return {str(rows[0]["run_id"]): evaluate(model, data.test, data.spec)}
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from elastic import identity
+from elastic.data import REPO_ROOT
 from elastic.errors import ElasticError
 from elastic.methods import METHODS
 from elastic.registry import Registry
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elastic.atomic import replace_atomically
+from elastic.checkpoints import load_checkpoint, save_checkpoint
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, Diverged
 from elastic.precision import autocast
@@ -298,27 +298,3 @@ def evaluate(model: nn.Module | Callable[[Tensor], Tensor], data: ImageSet, spec
         raise ValueError("cannot evaluate on an empty set")
     predicted = predict(model, data, spec, device=device, batch_size=batch_size)
     return 100.0 * float((predicted == data.labels).float().mean())
-
-
-def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
-    """Write then rename, so a killed process never leaves a half-written file."""
-    replace_atomically(path, lambda f: torch.save(state, f))
-
-
-def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load with weights_only=True: a file carrying pickled code is refused, not run.
-    Empty, foreign, truncated or corrupted (zip checksum) files are refused first."""
-    from elastic.checks import EXPECTED, format_problem, load_failure
-    path = Path(path)
-    if not path.is_file():
-        raise BadCheckpoint(f"checkpoint {path} does not exist")
-    problem = format_problem(path)
-    if problem:
-        raise BadCheckpoint(f"cannot load checkpoint {path}: {problem}; expected {EXPECTED}")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # torch raises many types for bad files
-        raise BadCheckpoint(f"cannot load checkpoint {path}: {load_failure(err)}; expected {EXPECTED}") from None
-    if not isinstance(state, dict):
-        raise BadCheckpoint(f"checkpoint {path} holds a {type(state).__name__}, not a dict of tensors")
-    return state

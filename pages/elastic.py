@@ -3,7 +3,7 @@ live and see its accuracy on real test images, its cost, its latency and what
 the switch itself costs."""
 import streamlit as st
 
-from elastic import explore
+from elastic import explore, identity
 from elastic.errors import ElasticError
 from elastic.explore import METRICS
 from elastic.ui import data, elastic_view, page, state, widgets
@@ -83,7 +83,7 @@ st.caption(f"Measured on this server ({timing['host']}, {timing['threads']} thre
            f"model the level takes {timing['in_place_ms']:.2f} ms; once its views are prepared a switch costs "
            f"{timing['switch_cached_us']:.2f} µs. Peak memory at fp32: {explore.format_bytes(cost['peak_mem_fp32'])}. "
            f"Test images: {live.source}.")
-recorded = frame[frame["run_id"] == f"{model.meta.get('run', '')}/level{level}"]
+recorded = frame[frame["run_id"] == identity.level(model.meta.get("run", ""), level)]
 if len(recorded):
     row = recorded.iloc[0]
     st.caption(f"Recorded by the training run on the whole test split: {row['test_acc']:.2f}% "

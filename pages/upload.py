@@ -4,7 +4,7 @@ its accuracy on test images. Checked in a temporary folder, loaded as tensors
 only, never kept after the session."""
 import streamlit as st
 
-from elastic.checks import MAX_UPLOAD_BYTES
+from elastic.checkpoints import MAX_UPLOAD_BYTES
 from elastic.errors import ElasticError
 from elastic.ui import page, upload
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from elastic.checkpoints import save_model
 from elastic.cli import main
 from elastic.data import load_dataset
 from elastic.models import build_model
 from elastic.results import RESULTS_DIR, append_row, read_results
-from elastic.runs import save_model
 from elastic.train import Recipe, train
 
 BASE = ["--data", "synthetic"]

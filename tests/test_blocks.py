@@ -14,10 +14,10 @@ from elastic import cli, identity
 from elastic.commands.prune import add_prune
 from elastic.methods.blocks import (block_scan, budget_check, candidate_blocks, l1_scores, measured_choice,
                                     proxy_choice, proxy_order, prune_blocks, remove)
+from elastic.checkpoints import save_model
 from elastic.models import arch_config, build_model
 from elastic.profile import profile_model
 from elastic.results import read_results
-from elastic.runs import save_model
 
 CIFAR = (3, 32, 32)
 

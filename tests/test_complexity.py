@@ -208,7 +208,8 @@ def test_dry_run_prints_the_architecture(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_cli_trains_and_writes_a_row(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from elastic.results import read_results
-    from elastic.runs import checkpoint_path, load_model, save_model
+    from elastic.runs import checkpoint_path
+    from elastic.checkpoints import load_model, save_model
 
     monkeypatch.setenv("ELASTIC_CACHE", str(tmp_path))
     out = tmp_path / "results.csv"

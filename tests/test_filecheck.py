@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from elastic.checkpoints import save_model
 from elastic.data import DATASETS, synthetic
 from elastic.deploy import export_bundle
 from elastic.errors import BadCheckpoint
 from elastic.filecheck import check_file, with_recorded
+from elastic.identity import checkpoint_name
 from elastic.methods.grow import build_elastic, save_elastic
 from elastic.models import build_model
-from elastic.identity import checkpoint_name
 from elastic.results import RESULTS_DIR, load_all
-from elastic.runs import save_model
 from elastic.train import Recipe, train
 from tests.conftest import shared_archive
 from tests.test_reliability import assert_user_error, run_cli

@@ -17,10 +17,10 @@ from elastic.errors import BadCheckpoint, ElasticError
 from elastic.methods.grow import (DEFAULT_LEVELS, ElasticNet, LevelView, build_elastic, channel_structure,
                                   extract, grow_level, level_channels, load_elastic, pick_rounding, save_elastic,
                                   switch_time_us, train_level)
+from elastic.checkpoints import save_model
 from elastic.models import ARCHS, arch_config, build_model
 from elastic.profile import count_macs, profile_model
 from elastic.results import read_results
-from elastic.runs import save_model
 from elastic.train import Recipe
 
 CIFAR_ARCHS = [name for name in ARCHS.names() if ARCHS.get(name).family == "cifar"]

@@ -10,12 +10,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from elastic import live
+from elastic.checkpoints import load_model
 from elastic.data import load_dataset
 from elastic.methods.blocks import candidate_blocks, remove
 from elastic.models import build_model
 from elastic.profile import profile_model
 from elastic.results import RESULTS_DIR, load_all
-from elastic.runs import find_baseline, load_model
+from elastic.runs import find_baseline
 from elastic.train import evaluate
 from elastic.ui import blocks_live
 from tests.conftest import shared_archive

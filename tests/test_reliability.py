@@ -30,20 +30,21 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from elastic import cli, explore, identity
-from elastic.checks import MAX_UPLOAD_BYTES, display_name
-from elastic.filecheck import check_bytes
-from elastic.explore import query_problems
+from elastic.checkpoints import MAX_UPLOAD_BYTES, display_name
 from elastic.data import DATASETS, load_dataset
 from elastic.errors import BadBudget, BadCheckpoint, BadResults, DataNotFound
+from elastic.explore import query_problems
 from elastic.explore import METRICS
+from elastic.filecheck import check_bytes
 from elastic.methods import complexity
 from elastic.methods.grow import build_elastic, extract, load_elastic, save_elastic
 from elastic.models import build_model
 from elastic.profile import profile_model
 from tests.test_app import app, card
+from elastic.checkpoints import load_model, save_model
+from elastic.checkpoints import load_checkpoint
 from elastic.results import load_all, read_results
-from elastic.runs import load_model, save_model
-from elastic.train import evaluate, load_checkpoint
+from elastic.train import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD_PAGE = str(ROOT / "pages" / "upload.py")

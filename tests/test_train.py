@@ -1,10 +1,11 @@
 import pytest
 import torch
 
+from elastic.checkpoints import load_checkpoint, save_checkpoint
 from elastic.data import DATASETS, load_dataset
 from elastic.errors import BadCheckpoint
 from elastic.models import build_model
-from elastic.train import Recipe, augment, evaluate, load_checkpoint, save_checkpoint, train
+from elastic.train import Recipe, augment, evaluate, train
 
 QUICK = Recipe(epochs=3, batch_size=32, lr=0.05)
 

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> None:
     from elastic.data import DATASETS
     from elastic.models import build_model
     from elastic.results import append_row, done_ids
-    from elastic.runs import checkpoint_path, load_model, load_start, result_row, save_model
+    from elastic.runs import checkpoint_path, load_start, result_row
+    from elastic.checkpoints import load_model, save_model
     from elastic.train import evaluate, pick_device, train
 
     if args.method not in in_family("blocks"):
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> None:
     reference = metric_value(base_model, args.budget_metric, spec.input_size)
 
     def write_row(model: nn.Module, step: int, seconds: float, details: dict, **extra) -> dict:
-        row = result_row(model, args.arch, data, run_id=f"{prefix}/step{step}", method=args.method,
+        row = result_row(model, args.arch, data, run_id=identity.step(prefix, step), method=args.method,
                          device=device, seed=args.seed, epochs=args.ft_epochs if step else 0,
                          seconds=seconds, precision=precision, recipe={**recipe.to_dict(), **options},
                          target=args.target,
@@ -111,19 +112,19 @@ def run(args: argparse.Namespace) -> None:
     # Resume: the last step whose row and checkpoint both exist.
     done = done_ids(out)
     start, model, removed = 0, base_model, []
-    while f"{prefix}/step{start + 1}" in done:
+    while identity.step(prefix, start + 1) in done:
         start += 1
-    while start and not checkpoint_path(f"{prefix}/step{start}").is_file():
+    while start and not checkpoint_path(identity.step(prefix, start)).is_file():
         start -= 1
     if start:
-        model, state = load_model(checkpoint_path(f"{prefix}/step{start}"), arch=args.arch,
+        model, state = load_model(checkpoint_path(identity.step(prefix, start)), arch=args.arch,
                                   num_classes=spec.num_classes, device=device)
         removed = list(state.get("removed", []))
         if len(removed) != start:
-            raise BadCheckpoint(f"{checkpoint_path(f'{prefix}/step{start}')} does not record step {start}'s "
+            raise BadCheckpoint(f"{checkpoint_path(identity.step(prefix, start))} does not record step {start}'s "
                                 f"removed blocks; delete it to start over")
         print(f"resuming {prefix} after step {start} (removed {', '.join(removed)})")
-    elif f"{prefix}/step0" not in done:
+    elif identity.step(prefix, 0) not in done:
         write_row(base_model, 0, 0.0, {"removed": [], "removed_now": "", "candidates": {}})
 
     scan_set = data.val.head(args.scan_subset, args.seed) if args.scan_subset else data.val
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
                          max_blocks=args.max_blocks or None, removed=removed)
     last = model
     for step in steps:
-        run_id = f"{prefix}/step{step.step}"
+        run_id = identity.step(prefix, step.step)
         save_model(checkpoint_path(run_id), step.model, args.arch, spec.num_classes, args.dataset,
                    run_id=run_id, schedule=base_state["schedule"], removed=step.removed, step=step.step,
                    method=args.method, recipe=recipe.to_dict())

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> None:
     """Plan, build and train the pruned network; one results row and checkpoint."""
     from elastic.data import DATASETS
     from elastic.results import append_row
-    from elastic.runs import checkpoint_path, load_start, result_row, save_model
+    from elastic.runs import checkpoint_path, load_start, result_row
+    from elastic.checkpoints import save_model
     from elastic.train import evaluate, pick_device, train
 
     started = time.perf_counter()

@@ -178,7 +178,7 @@ def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any
     """The model the command line names: a checkpoint, or the architecture with
     an optional config (fresh weights)."""
     from elastic.data import DATASETS
-    from elastic.runs import load_model
+    from elastic.checkpoints import load_model
     check_arch_fits(args.arch, args.dataset)
     spec = DATASETS.get(args.dataset)
     state: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from elastic import identity
 from elastic.errors import ElasticError
 
 
@@ -46,7 +47,7 @@ def run_ship(args: argparse.Namespace) -> None:
     frame = load_all(results_dir())[0]
     folder = results_dir() / "checkpoints"
     unknown = [r for r in args.run_ids if not (frame["run_id"] == r).any()
-               and not frame["run_id"].str.startswith(f"{r}/level").any()]
+               and not any(identity.is_level_of(k, r) for k in frame["run_id"])]
     if unknown:
         raise ElasticError(f"no results row has run id {unknown[0]!r} in {results_dir()}")
     datasets = {}

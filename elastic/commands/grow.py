@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from elastic import identity
 from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
 from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, baseline_for,
                                       check_arch_fits, check_outputs, load_data, precision_for, progress_bar,
                                       recipe_from, results_path, run_settings)
+from elastic.deploy import measure_latencies
 from elastic.errors import ElasticError
 from elastic.methods.grow import (DEFAULT_LEVELS, LevelView, build_elastic, check_widths, extract, grow_level,
-                                  latency_ms, load_elastic, pick_rounding, save_elastic, schedule, switch_time_us,
+                                  load_elastic, pick_rounding, save_elastic, schedule, switch_time_us,
                                   train_joint, train_level)
 from elastic.train import Recipe, TrainResult
 
@@ -125,7 +124,7 @@ def _run_training(args: argparse.Namespace) -> None:
                   history: list[dict[str, float]]) -> None:
         switch_us = switch_time_us(model, level)
         row = result_row(
-            extract(model, level), args.arch, data, run_id=f"{prefix}/level{level}", method=method,
+            extract(model, level), args.arch, data, run_id=identity.level(prefix, level), method=method,
             device=device, seed=args.seed, epochs=epochs, seconds=seconds, precision=precision,
             recipe={**recipe_for(stage_epochs).to_dict(), **options}, level=str(level),
             acc_before_ft=acc_before, label=args.label, schedule=base_state["schedule"],
@@ -198,14 +197,16 @@ def _run_eval(args: argparse.Namespace) -> None:
         except ValueError:
             raise ElasticError(f"--eval-level takes a level number or 'all', not {args.eval_level!r}") from None
     size = data.spec.input_size
-    x = torch.randn(1, 3, size, size, device=device)
     print(f"{args.checkpoint}: {model.arch}, levels {', '.join(f'{w:g}' for w in model.widths)}")
     for k in levels:
         view = LevelView(model, k).eval()
         small = extract(model, k)
         acc = evaluate(view, data.test, data.spec, device=device)
+        latency = measure_latencies({"elastic": view, "extracted": small}, (3, size, size), device=device,
+                                    warmup=3, repeats=10, rounds=3)      # batch 1, interleaved
         print(f"level {k} (width {model.widths[k]:g}): test {acc:.2f}%, "
               f"{count_macs(view, (3, size, size)) / 1e6:.1f} M MACs, "
               f"switch {switch_time_us(model, k):.1f} us to prepare, "
               f"{switch_time_us(model, k, cached=True):.2f} us cached, "
-              f"batch-1 latency {latency_ms(view, x):.2f} ms elastic, {latency_ms(small, x):.2f} ms extracted")
+              f"batch-1 latency {latency['elastic'].median_ms:.2f} ms elastic, "
+              f"{latency['extracted'].median_ms:.2f} ms extracted")

@@ -24,7 +24,7 @@ def run_profile(args: argparse.Namespace) -> None:
     from elastic.data import DATASETS
     from elastic.models import build_model
     from elastic.profile import format_table, profile_model
-    from elastic.runs import load_model
+    from elastic.checkpoints import load_model
     spec = DATASETS.get(args.dataset)
     check_arch_fits(args.arch, args.dataset)
     if args.checkpoint:
@@ -50,7 +50,8 @@ def run_train(args: argparse.Namespace) -> None:
     from elastic import identity
     from elastic.models import build_model
     from elastic.results import append_row
-    from elastic.runs import checkpoint_path, result_row, save_model
+    from elastic.runs import checkpoint_path, result_row
+    from elastic.checkpoints import save_model
     from elastic.train import pick_device, train
     check_arch_fits(args.arch, args.dataset)
     check_outputs(results_path(args))
@@ -110,7 +111,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from elastic.runs import load_model
+    from elastic.checkpoints import load_model
     from elastic.train import evaluate, pick_device
     data = load_data(args)
     device = pick_device(args.device)

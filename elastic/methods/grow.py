@@ -39,11 +39,12 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from elastic.argtypes import AUTO_ROUNDINGS
+from elastic.checkpoints import load_checkpoint, save_checkpoint
 from elastic.data import DatasetSpec, ImageSet
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.models import ARCHS, arch_config, build_model, layer_shape
 from elastic.profile import symbolic_trace
-from elastic.train import Progress, Recipe, TrainResult, load_checkpoint, save_checkpoint, train
+from elastic.train import Progress, Recipe, TrainResult, train
 
 DEFAULT_LEVELS = (0.512, 0.64, 0.8, 1.0)
 FORMAT = "elastic-net"
@@ -577,18 +578,6 @@ def switch_time_us(model: ElasticNet, level: int, repeats: int = 200, *, cached:
     return statistics.median(times) / 1000
 
 
-def latency_ms(fn: Callable[[Tensor], Tensor], x: Tensor, repeats: int = 30) -> float:
-    """Median milliseconds of `fn(x)` without autograd, after a warm-up call."""
-    times = []
-    with torch.no_grad():
-        fn(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 # ---- grow: train one level, keep the rest exactly fixed --------------------------------
 
 @contextmanager
@@ -695,7 +684,7 @@ def save_elastic(path: Path | str, model: ElasticNet, **meta: Any) -> None:
 def load_elastic(path: Path | str, device: torch.device | str = "cpu") -> ElasticNet:
     """Rebuild an elastic network saved by `save_elastic`; raises BadCheckpoint
     for anything else. The saved `meta` is in `model.meta`."""
-    from elastic.checks import skeleton, weights_mismatch
+    from elastic.checkpoints import skeleton, weights_mismatch
 
     state = load_checkpoint(path, device)
     if state.get("format") != FORMAT:
@@ -768,5 +757,5 @@ def pick_rounding(base: nn.Module, arch: str, num_classes: int, widths: Sequence
 
 __all__ = ["DEFAULT_LEVELS", "ElasticNet", "Layer", "LevelView", "Structure", "build_elastic",
            "channel_structure", "check_widths", "extract", "filter_importance", "grow_level",
-           "latency_ms", "level_channels", "load_elastic", "pick_rounding", "reorder_channels", "save_elastic",
+           "level_channels", "load_elastic", "pick_rounding", "reorder_channels", "save_elastic",
            "schedule", "switch_time_us", "train_joint", "train_level"]

@@ -18,11 +18,12 @@ import streamlit as st
 from torch import nn
 
 from elastic import live
+from elastic.checkpoints import load_model
 from elastic.data import DATASETS, cache_dir
 from elastic.errors import ElasticError
 from elastic.methods.blocks import ScanProgress, candidate_blocks
 from elastic.results import results_dir
-from elastic.runs import find_baseline, load_model
+from elastic.runs import find_baseline
 from elastic.ui import data
 
 DEFAULT_IMAGES = 1000

@@ -20,13 +20,14 @@ import torch
 
 from torch.optim.swa_utils import update_bn
 
+from elastic.checkpoints import load_model
 from elastic.data import DatasetSpec, ImageSet, load_dataset
 from elastic.errors import DataNotFound, ElasticError
 from elastic.methods import complexity
 from elastic.models import build_model
 from elastic.precision import resolve as resolve_precision
 from elastic.profile import profile_model
-from elastic.runs import find_baseline, load_model
+from elastic.runs import find_baseline
 from elastic.train import Progress, Recipe, evaluate, normalize, pick_device, train
 from elastic.ui import page
 

@@ -11,7 +11,7 @@ import streamlit as st
 from torch import nn
 
 from elastic import explore
-from elastic.checks import MAX_UPLOAD_BYTES, display_name
+from elastic.checkpoints import MAX_UPLOAD_BYTES, display_name
 from elastic.data import DATASETS
 from elastic.errors import ElasticError
 from elastic.filecheck import FileReport, check_bytes, check_size, with_recorded

@@ -1,11 +1,15 @@
-"""Checks on what users hand us: checkpoint files, uploaded checkpoints and the
-query parameters of a shared link. Each check either passes or says, in one
-line, which file or value is wrong, what is wrong with it and what was expected.
+"""Checkpoints: the one module that writes and reads them, and checks what
+users hand us.
 
-Checkpoints are only ever read with `weights_only=True` (elastic.train.load_checkpoint):
-tensors and plain values, never pickled code. The checks here run before that load
-(format by magic bytes, size, zip checksums) and after it (the weights fit the
-architecture the checkpoint claims, before any memory is allocated for it).
+`save_checkpoint` writes atomically; `load_checkpoint` reads only with
+`weights_only=True` (tensors and plain values, never pickled code), after
+checks on the file itself (format by magic bytes, size, zip checksums).
+`save_model` / `load_model` are the model checkpoint: the architecture, its
+config and class count travel with the weights, and the weights are checked
+to fit the architecture the file claims before any memory is allocated for
+it (`skeleton`, `weights_mismatch`). The other kinds (training resume files,
+elastic checkpoints) are dicts written with `save_checkpoint` by the training
+engine and elastic.methods.grow; elastic.filecheck tells them apart.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from elastic.atomic import replace_atomically
 from elastic.errors import BadCheckpoint
+from elastic.models import ARCHS, arch_config, build_model
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 ZIP_MAGIC = b"PK\x03\x04"             # torch.save's format since PyTorch 1.6
@@ -107,7 +113,6 @@ def skeleton(arch: str, num_classes: int, config: Any) -> nn.Module:
     checkpoint claims, with no memory allocated (a checkpoint's config and class
     count are not trusted until its weights are seen to fit them). Raises
     ValueError, with the reason, for a class count or config that does not fit."""
-    from elastic.models import build_model
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"its num_classes entry ({num_classes!r}) is not a positive whole number")
     if config is not None and not isinstance(config, dict):
@@ -131,5 +136,71 @@ def display_name(filename: str) -> str:
     return (name[:77] + "...") if len(name) > 80 else (name or "the uploaded file")
 
 
-__all__ = ["MAX_UPLOAD_BYTES", "BadCheckpoint", "checkpoint_format", "display_name",
-           "format_problem", "load_failure", "skeleton", "weights_mismatch"]
+# ---- writing and reading -----------------------------------------------------------
+
+def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
+    """Write then rename, so a killed process never leaves a half-written file."""
+    replace_atomically(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True: a file carrying pickled code is refused, not run.
+    Empty, foreign, truncated or corrupted (zip checksum) files are refused first."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadCheckpoint(f"checkpoint {path} does not exist")
+    problem = format_problem(path)
+    if problem:
+        raise BadCheckpoint(f"cannot load checkpoint {path}: {problem}; expected {EXPECTED}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for bad files
+        raise BadCheckpoint(f"cannot load checkpoint {path}: {load_failure(err)}; expected {EXPECTED}") from None
+    if not isinstance(state, dict):
+        raise BadCheckpoint(f"checkpoint {path} holds a {type(state).__name__}, not a dict of tensors")
+    return state
+
+
+# ---- model checkpoints ------------------------------------------------------------
+
+def save_model(path: Path | str, model: nn.Module, arch: str, num_classes: int,
+               dataset: str, *, run_id: str = "", **meta: Any) -> None:
+    """A checkpoint that says what it is: architecture, config and class count
+    travel with the weights, so loading can check them; `run_id` names the row it
+    belongs to, and is what runs that start from it record."""
+    save_checkpoint(path, {"arch": arch, "num_classes": num_classes, "dataset": dataset, "run_id": run_id,
+                           "config": arch_config(model, arch, num_classes),
+                           "model": model.state_dict(), **meta})
+
+
+def load_model(path: Path | str, *, arch: str | None = None, num_classes: int | None = None,
+               device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a `save_model` checkpoint describes. If arch or
+    num_classes are given they must match the checkpoint's."""
+    state = load_checkpoint(path, device)
+    if "model" not in state or "arch" not in state:
+        bare = " (it looks like a bare state_dict: wrap it with elastic.checkpoints.save_model)" if all(
+            isinstance(v, torch.Tensor) for v in state.values()) else ""
+        raise BadCheckpoint(f"{path} is not an Elastic model checkpoint: expected 'arch', 'num_classes' and "
+                            f"'model' entries, as elastic.checkpoints.save_model writes{bare}")
+    if not isinstance(state["arch"], str) or state["arch"] not in ARCHS:
+        raise BadCheckpoint(f"{path} is for architecture {state['arch']!r}, which is not supported")
+    if arch is not None and state["arch"] != arch:
+        raise BadCheckpoint(f"{path} holds a {state['arch']} model, expected {arch}")
+    if num_classes is not None and state.get("num_classes") != num_classes:
+        raise BadCheckpoint(f"{path} was trained for {state.get('num_classes', 'an unrecorded number of')} "
+                            f"classes, expected {num_classes}")
+    try:  # shapes first, on the meta device: a crafted config or class count allocates nothing
+        unfit = weights_mismatch(skeleton(state["arch"], state.get("num_classes"), state.get("config")),
+                                 state["model"])
+    except ValueError as err:
+        raise BadCheckpoint(f"{path}: {err}") from None
+    if unfit:
+        raise BadCheckpoint(f"{path}: weights do not fit the {state['arch']} it describes ({unfit})")
+    model = build_model(state["arch"], int(state["num_classes"]), state.get("config"))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise BadCheckpoint(f"{path}: weights do not fit a {state['arch']} model ({first})") from None
+    return model.to(device), state

@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from elastic.data import DataNotFound, load_dataset  # noqa: E402
 from elastic.models import build_model  # noqa: E402
 from elastic.precision import cpu_name, native_bf16, resolve  # noqa: E402
-from elastic.sweep import Work, probe_step_seconds  # noqa: E402
+from elastic.grids import Work  # noqa: E402
+from elastic.sweep import probe_step_seconds  # noqa: E402
 from elastic.train import Recipe, train  # noqa: E402
 
 ARCHS = {"resnet20": ("cifar10", 256), "resnet56": ("cifar10", 256), "vgg16": ("cifar10", 256),

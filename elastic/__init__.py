@@ -7,13 +7,16 @@ users (the explorer page) do not pay for torch:
 - `elastic.data`: datasets by name, validation splits, synthetic data
 - `elastic.profile`: per-layer params / MACs / memory and peak memory
 - `elastic.train`: the training and evaluation engine
-- `elastic.methods`: complexity-driven pruning, block pruning, elastic prune-and-grow
+- `elastic.methods`: the method registry; complexity-driven pruning, block pruning, elastic prune-and-grow
+- `elastic.checkpoints`: every checkpoint written and read, and the checks on files
+- `elastic.identity`: run ids, built and taken apart
 - `elastic.results`: the results schema and its files
 - `elastic.explore`: Pareto fronts and budgets for the app (pandas only)
 - `elastic.deploy`: latency, ONNX / TorchScript export, int8
-- `elastic.sweep`: grids of runs, local or on Ray
+- `elastic.grids`, `elastic.sweep`: grids of runs, run resumably, local or on Ray
+- `elastic.commands`, `elastic.cli`: the command line, at the edge (nothing else imports them)
 
-This package never imports streamlit; `elastic.ui` holds the app's helpers.
+Only `elastic.ui` (the app's helpers) imports streamlit.
 """
 
 __version__ = "0.1.0"

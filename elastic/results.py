@@ -255,11 +255,12 @@ def migrate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def load_all(folder: Path | str = RESULTS_DIR) -> tuple[pd.DataFrame, list[str]]:
-    """Every results file in `folder`, concatenated, and a message for each file
-    that could not be read (those are skipped, the rest still load)."""
+def load_all(folder: Path | str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every results file in `folder` (default: `results_dir()`), concatenated,
+    and a message for each file that could not be read (those are skipped, the
+    rest still load)."""
     frames, problems = [], []
-    for path in sorted(Path(folder).glob("*.csv")):
+    for path in sorted(Path(folder or results_dir()).glob("*.csv")):
         try:
             frames.append(read_results(path, problems))
         except BadResults as err:

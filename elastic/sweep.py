@@ -1,10 +1,9 @@
-"""Grids of configurations, run as resumable sweeps.
+"""Resumable sweeps over a grid (elastic.grids).
 
-A grid is a list of jobs; a job is one `python -m elastic ...` command (a baseline,
-a pruning run, an elastic grow) that writes its own result rows atomically. The
-sweep keeps a ledger of finished jobs next to the results, so a killed sweep
-resumes with the jobs it had not finished, and no finished row is lost or written
-twice (rows are keyed by run_id and replaced, never appended twice).
+Every job writes its own result rows atomically. The sweep keeps a ledger of
+finished jobs next to the results, so a killed sweep resumes with the jobs it
+had not finished, and no finished row is lost or written twice (rows are keyed
+by run_id and replaced, never appended twice).
 
 Jobs run as local processes (several at once on a GPU, to keep it busy) or on a
 Ray cluster (`--ray auto` or an address). Jobs that start from a trained baseline
@@ -12,252 +11,18 @@ wait for it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from elastic import identity
 from elastic.data import REPO_ROOT
 from elastic.errors import ElasticError
-from elastic.methods import METHODS
-from elastic.registry import Registry
-
-
-
-@dataclass(frozen=True)
-class Work:
-    """What a job trains, for its expected duration: `epochs` of the full
-    network's training (fine-tuning steps, candidate scans and smaller widths
-    counted in), at `scale` of its MACs."""
-    dataset: str
-    arch: str
-    batch: int
-    epochs: float
-    scale: float = 1.0
-    run: str = ""          # readable part of the run id of a single training (elastic.identity), whose
-                           # resume file, when a cut-off run left one, says how much is done
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str                      # readable: dataset/arch/method[/mode/target]
-    argv: tuple[str, ...]          # arguments of `python -m elastic`
-    after: tuple[str, ...] = ()    # names of jobs that must finish first
-    work: Work | None = None       # for the deadline; None: no estimate (always started)
-
-    @property
-    def key(self) -> str:
-        """Recorded in the ledger when the job finishes: the name and a digest of
-        every argument that changes a result (all but where rows are written), so
-        a job whose epochs, recipe or precision change runs again."""
-        return f"{self.name}@{_digest(self.argv)}"
-
-    @property
-    def command(self) -> str:
-        return "python -m elastic " + " ".join(self.argv)
-
-
-def _digest(argv: tuple[str, ...]) -> str:
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--out":
-            skip = True
-        else:
-            kept.append(arg)
-    return hashlib.sha1("\0".join(kept).encode()).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class Grid:
-    name: str
-    description: str
-    make: Callable[["GridOptions"], list[Job]]
-
-
-@dataclass(frozen=True)
-class GridOptions:
-    results: Path                  # the results CSV every job appends to
-    epochs: int | None = None      # override the grid's training epochs (e.g. short CPU runs)
-    archs: tuple[str, ...] = ()    # restrict to these architectures
-    methods: tuple[str, ...] = ()  # restrict to these methods
-    extra: tuple[str, ...] = field(default=())  # extra arguments for every job (e.g. --device cuda)
-
-
-GRIDS: Registry[Grid] = Registry("grid")
-
-TARGETS = (0.3, 0.5, 0.7)
-GRID_METHODS = tuple(name for name in METHODS if METHODS.get(name).grid)
-RESIDUAL = ("resnet20", "resnet56", "resnet50")
-# Removable blocks (all but the first of each stage), for a block job's expected work.
-REMOVABLE_BLOCKS = {"resnet20": 6, "resnet56": 24, "resnet50": 12}
-VAL_FRACTION = {"cifar10": 5000 / 45000, "cifar100": 5000 / 45000, "imagenette": 0.11}
-
-
-def argv(method: str) -> tuple[str, ...]:
-    """The command-line arguments that run `method` (elastic.methods)."""
-    return METHODS.get(method).argv
-
-
-def _complexity_scale(mode: str, target: float) -> float:
-    """MACs kept, roughly, when `target` of the mode's metric is kept: FA keeps
-    `target` of the MACs; PA prunes the parameter-heavy late layers, which hold
-    fewer MACs (ResNet-20 PA 0.5 kept 0.74 of the MACs, about sqrt(0.5))."""
-    return math.sqrt(target) if mode == "PA" else target
-
-
-def method_jobs(dataset: str, arch: str, epochs: int, opts: GridOptions, *, ft_epochs: int,
-                grow_epochs: int, batch: int, joint_epochs: int | None = None, data: tuple[str, ...] = (),
-                block_limit: tuple[str, ...] = (), targets: Iterable[float] = TARGETS,
-                modes: Iterable[str] = ("PA", "FA", "MA"), rounded: tuple[int, ...] = ()) -> list[Job]:
-    """Every method of the product for one (dataset, arch); with `rounded`, FA
-    0.5 and uniform 0.5 again with channel counts rounded to each multiple."""
-    common = ("--arch", arch, "--dataset", dataset, "--batch-size", str(batch), *data,
-              "--out", str(opts.results), *opts.extra)
-
-    source = "synthetic" if "synthetic" in data else "archive"
-
-    def work(epochs_: float, scale: float = 1.0, run: str = "") -> Work:
-        return Work(dataset, arch, batch, epochs_, scale, run)
-
-    def pruned(method: str, mode: str, target: float, round_to: int = 1) -> str:
-        return identity.pruned_name(dataset, arch, method, mode=mode, target=target, round_to=round_to, step=None,
-                                    min_width=None, init="scratch", epochs=epochs, seed=0, data_source=source)
-    base = f"{dataset}/{arch}/baseline"
-    base_run = identity.baseline_name(dataset, arch, epochs=epochs, seed=0, data_source=source)
-    jobs = [Job(base, (*argv("baseline"), *common, "--epochs", str(epochs)), work=work(epochs, run=base_run))]
-    for target in targets:
-        for mode in modes:
-            jobs.append(Job(f"{dataset}/{arch}/complexity/{mode}/{target}",
-                            (*argv("complexity"), "--mode", mode, "--target", str(target),
-                             "--epochs", str(epochs), *common),
-                            work=work(epochs, _complexity_scale(mode, target), pruned("complexity", mode, target))))
-        jobs.append(Job(f"{dataset}/{arch}/uniform/{target}",
-                        (*argv("uniform"), "--target", str(target),
-                         "--epochs", str(epochs), *common), work=work(epochs, target, pruned("uniform", "FA", target))))
-    for r in rounded:
-        jobs.append(Job(f"{dataset}/{arch}/complexity/FA/0.5/r{r}",
-                        (*argv("complexity"), "--mode", "FA", "--target", "0.5", "--round-to", str(r),
-                         "--epochs", str(epochs), *common),
-                        work=work(epochs, 0.5, pruned("complexity", "FA", 0.5, r))))
-        jobs.append(Job(f"{dataset}/{arch}/uniform/0.5/r{r}",
-                        (*argv("uniform"), "--target", "0.5", "--round-to", str(r),
-                         "--epochs", str(epochs), *common), work=work(epochs, 0.5, pruned("uniform", "FA", 0.5, r))))
-    if arch in RESIDUAL:
-        blocks = REMOVABLE_BLOCKS.get(arch, 8)
-        steps = blocks // 2                                   # about half the blocks go for half the MACs
-        scans = sum(blocks - k for k in range(steps)) * VAL_FRACTION.get(dataset, 0.1) / 3
-        for method in ("block", "block-l1"):
-            jobs.append(Job(f"{dataset}/{arch}/{method}", (
-                *argv(method), "--target", "0.5", "--ft-epochs", str(ft_epochs),
-                *block_limit, *common), after=(base,),
-                work=work(steps * ft_epochs * 0.75 + (scans if method == "block" else 0.0))))
-    for joint in (False, True):
-        name = "elastic-joint" if joint else "elastic"
-        length = (joint_epochs or grow_epochs) if joint else grow_epochs
-        core = max(1, length // 2)
-        grown = max(1, (length - core) // 3)
-        # prune-and-grow trains the core (width 0.512: 0.26 of the MACs), then each
-        # grown level (0.64, 0.8, 1: 2.05 together); joint training runs all four widths a step
-        effort = length * 2.3 if joint else core * 0.3 + grown * 2.1
-        command, *flags = argv(name)          # flags last: the order the ledger's keys were made with
-        jobs.append(Job(f"{dataset}/{arch}/{name}", (command, *common, "--epochs", str(length), *flags),
-            after=(base,), work=work(effort)))
-    keep = [j for j in jobs if not opts.methods or j.name.split("/")[2] in opts.methods]
-    return keep
-
-
-def _cifar10(opts: GridOptions) -> list[Job]:
-    epochs = opts.epochs or 60
-    jobs = []
-    for arch in ("resnet20", "resnet56", "vgg16", "alexnet"):
-        if not opts.archs or arch in opts.archs:
-            jobs += method_jobs("cifar10", arch, epochs, opts, ft_epochs=max(epochs // 12, 1),
-                                grow_epochs=max(epochs // 6, 1), batch=256)
-    return jobs
-
-
-def _imagenette(opts: GridOptions) -> list[Job]:
-    epochs = opts.epochs or 40
-    jobs = []
-    for arch in ("resnet50", "vgg16_bn"):
-        if not opts.archs or arch in opts.archs:
-            jobs += method_jobs("imagenette", arch, epochs, opts, ft_epochs=max(epochs // 10, 1),
-                                grow_epochs=max(epochs // 5, 1), batch=128)
-    return jobs
-
-
-def cpu_stage(name: str) -> str:
-    """The stage of the CPU grid a job belongs to ('a' first), or '' if it is not
-    in that grid: a. the CIFAR baselines; b. FA 0.5, uniform 0.5 and prune-and-grow;
-    c. ResNet-56 block pruning, direct and L1; d. the other targets, PA and MA at
-    0.5 and joint training; e. Imagenette ResNet-50; f. FA 0.5 and uniform 0.5 with
-    channel counts rounded to 8 (hardware-aligned widths); g. PA and MA at 0.3 and 0.7."""
-    dataset, arch, method, *rest = name.split("/")
-    if rest and rest[-1].startswith("r"):
-        return "f" if dataset == "cifar10" else ""
-    if dataset == "imagenette":
-        return "e" if method in ("baseline", "block", "elastic") or rest in (["FA", "0.5"], ["0.5"]) else ""
-    if arch == "resnet20":   # its a-e rows are shipped
-        return "g" if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5" else ""
-    if method == "baseline":
-        return "a"
-    if method == "elastic" or rest in (["FA", "0.5"], ["0.5"]):
-        return "b"
-    if method in ("block", "block-l1"):
-        return "c" if arch == "resnet56" else ""
-    if method == "complexity" and rest[0] in ("PA", "MA") and rest[1] != "0.5":
-        return "g"
-    return "d" if method in ("complexity", "uniform", "elastic-joint") else ""
-
-
-DATASET_FILES = ("cifar10", "imagenette")
-
-
-def _cpu(opts: GridOptions) -> list[Job]:
-    """The 12-epoch CIFAR-10 recipe of the shipped ResNet-20 rows (batch 256, lr
-    0.2, seed 0; block pruning 1 fine-tuning epoch a step; prune-and-grow 4 epochs,
-    joint 1) for ResNet-56, AlexNet and VGG-16, ResNet-50 on Imagenette at 16
-    epochs (batch 128), in the order of `cpu_stage`, cheapest architecture first
-    within a stage, so that a partial run is already useful. Rows go to
-    cifar10.csv and imagenette.csv beside the grid's results file, which names
-    the ledger (cpu.sweep.jsonl by default)."""
-    epochs = opts.epochs or 12
-    order = ("resnet56", "alexnet", "vgg16", "resnet20")
-    cifar, imagenette = (replace(opts, results=opts.results.with_name(f"{name}.csv")) for name in DATASET_FILES)
-    jobs = []
-    for arch in order:
-        if not opts.archs or arch in opts.archs:
-            jobs += method_jobs("cifar10", arch, epochs, cifar, ft_epochs=1, grow_epochs=4, joint_epochs=1,
-                                batch=256, rounded=(8,))
-    if not opts.archs or "resnet50" in opts.archs:
-        jobs += method_jobs("imagenette", "resnet50", opts.epochs or 16, imagenette, ft_epochs=1, grow_epochs=4,
-                            batch=128, modes=("FA",), targets=(0.5,))
-    staged = [j for j in jobs if cpu_stage(j.name)]
-    return sorted(staged, key=lambda j: cpu_stage(j.name))    # stable: architecture order within a stage
-
-
-def _smoke(opts: GridOptions) -> list[Job]:
-    """Tiny and synthetic: every method once on ResNet-20, in seconds."""
-    jobs = method_jobs("cifar10", "resnet20", opts.epochs or 1, opts, ft_epochs=1, grow_epochs=1,
-                       batch=64, data=("--data", "synthetic"), block_limit=("--max-blocks", "1"),
-                       targets=(0.5,), modes=("FA",))
-    return [Job(j.name, j.argv, j.after) for j in jobs if not j.name.endswith("elastic-joint")]   # no estimate
-
-
-GRIDS.add("smoke", Grid("smoke", "ResNet-20 on synthetic data, every method once (seconds)", _smoke))
-GRIDS.add("cifar10", Grid("cifar10", "CIFAR-10: ResNet-20/56, VGG-16, AlexNet x every method", _cifar10))
-GRIDS.add("imagenette", Grid("imagenette", "Imagenette: ResNet-50, VGG-16-BN x every method", _imagenette))
-GRIDS.add("cpu", Grid("cpu", "the CPU grid: 12-epoch CIFAR-10 ResNet-56 / AlexNet / VGG-16 and 16-epoch "
-                             "Imagenette ResNet-50, most useful rows first", _cpu))
+from elastic.grids import Job, Work
 
 
 # ---- the ledger of finished jobs ---------------------------------------------------

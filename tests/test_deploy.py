@@ -93,7 +93,7 @@ def test_onnx_export_runs_in_onnxruntime_and_matches(exported, name):
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {"input": x.numpy()})[0]
     with torch.no_grad():
-        expected = deploy._private_copy(model)(x).numpy()
+        expected = deploy.private_copy(model)(x).numpy()
     assert got.shape == (5, 10)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
@@ -106,7 +106,7 @@ def test_torchscript_export_loads_and_matches(exported, name):
     loaded = torch.jit.load(str(ts_path))
     x = torch.randn(4, *CIFAR)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), deploy._private_copy(model)(x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(loaded(x), deploy.private_copy(model)(x), atol=1e-4, rtol=0)
 
 
 def test_verification_catches_a_file_of_another_model(exported):
@@ -138,7 +138,7 @@ def test_bundle_and_bytes_hold_runnable_files_and_metadata(tmp_path):
     session = ort.InferenceSession(blobs["model.onnx"], providers=["CPUExecutionProvider"])
     x = torch.randn(2, *CIFAR)
     with torch.no_grad():
-        expected = deploy._private_copy(model)(x).numpy()
+        expected = deploy.private_copy(model)(x).numpy()
     np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected, atol=1e-4, rtol=0)
     assert json.loads(blobs["model.json"])["config"] == meta["config"]
 
@@ -263,7 +263,7 @@ def test_int8_quantization_agrees_with_fp32_or_says_why():
     assert deploy.precision_of(quantized) == "int8" and deploy.precision_of(model) == "fp32"
     x = torch.randn(256, *CIFAR, generator=gen)
     with torch.inference_mode():
-        fp32, int8 = deploy._private_copy(model)(x), quantized(x)
+        fp32, int8 = deploy.private_copy(model)(x), quantized(x)
     assert int8.dtype == torch.float32 and int8.shape == fp32.shape
     assert (int8.argmax(1) == fp32.argmax(1)).float().mean() >= 0.8
     lat = deploy.measure_latency(quantized, CIFAR, threads=1, warmup=1, repeats=3)

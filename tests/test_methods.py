@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from elastic import cli, sweep
+from elastic import cli, grids
 from elastic.commands.prune import add_prune
 from elastic.methods import METHODS, in_family, selected_by
 from elastic.results import read_results
@@ -54,12 +54,17 @@ def test_every_registered_method_runs_from_its_registration(name, workspace: Pat
         assert rows["macs"].min() < table[table["method"] == "baseline"]["macs"].iloc[0]
 
 
-def test_the_command_line_the_grids_and_the_pages_read_the_registry():
+def test_the_command_line_the_grids_and_the_pages_read_the_registry(tmp_path):
     parser = argparse.ArgumentParser()
     add_prune(parser)
     choices = next(a.choices for a in parser._actions if a.dest == "method")
     assert tuple(choices) == selected_by("prune") == ("uniform", "complexity", "block", "block-l1", "block-random")
-    assert sweep.GRID_METHODS == tuple(n for n in METHODS if n != "block-random")
+    assert grids.GRID_METHODS == tuple(n for n in METHODS if n != "block-random")
+    jobs = grids.GRIDS.get("cifar10").make(grids.GridOptions(tmp_path / "r.csv"))
+    for name in grids.GRID_METHODS:            # each grid method's jobs run it as its registration says
+        argv = METHODS.get(name).argv
+        mine = [j for j in jobs if j.name.split("/")[:3] == ["cifar10", "resnet20", name]]
+        assert mine and all(j.argv[0] == argv[0] and set(argv) <= set(j.argv) for j in mine), name
     assert blocks_view.METHODS == in_family("blocks") == ("block", "block-l1", "block-random")
     assert elastic_view.METHODS == in_family("elastic") == ("elastic", "elastic-joint")
     every = {m for family in ("", "filters", "blocks", "elastic") for m in in_family(family)}

@@ -12,7 +12,8 @@ import pytest
 from elastic import sweep
 from elastic.cli import main
 from elastic.results import read_results
-from elastic.sweep import GRIDS, GridOptions, finished
+from elastic.grids import GRIDS, GridOptions
+from elastic.sweep import finished
 
 REPO = Path(__file__).resolve().parent.parent
 # rows the smoke grid writes: baseline, complexity FA, uniform, block and block-l1
@@ -141,7 +142,7 @@ class FakeClock:
 
 
 def test_the_deadline_starts_only_jobs_expected_to_fit(tmp_path):
-    from elastic.sweep import Job, Work
+    from elastic.grids import Job, Work
 
     out = tmp_path / "r.csv"
     work = Work("cifar10", "resnet20", 256, 1.0)
@@ -169,7 +170,8 @@ def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
     import torch
 
     from elastic import identity
-    from elastic.sweep import Estimator, Work
+    from elastic.grids import Work
+    from elastic.sweep import Estimator
 
     monkeypatch.setenv("ELASTIC_CACHE", str(tmp_path))
     run = identity.baseline_name("cifar10", "resnet20", epochs=10, seed=0, data_source="archive")
@@ -188,7 +190,7 @@ def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
 
 
 def test_the_cpu_grid_runs_in_the_issue_order(tmp_path):
-    from elastic.sweep import cpu_stage
+    from elastic.grids import cpu_stage
 
     jobs = GRIDS.get("cpu").make(GridOptions(tmp_path / "r.csv"))
     stages = [cpu_stage(j.name) for j in jobs]

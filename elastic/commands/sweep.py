@@ -14,14 +14,14 @@ from elastic.errors import ElasticError
 
 
 def add_sweep(p: argparse.ArgumentParser) -> None:
-    from elastic.sweep import GRIDS
+    from elastic.grids import GRIDS
     p.add_argument("--grid", required=True, choices=GRIDS.names(), help="which grid of configurations")
     p.add_argument("--out", default=None,
                    help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder); "
                         "the ledger of finished jobs is <out>.sweep.jsonl beside it. The cpu grid writes its rows "
                         "to cifar10.csv and imagenette.csv beside --out")
     from elastic.models import ARCHS
-    from elastic.sweep import GRID_METHODS
+    from elastic.grids import GRID_METHODS
     p.add_argument("--epochs", type=integer(1), default=None, help="override the grid's training epochs")
     p.add_argument("--archs", nargs="*", default=[], choices=ARCHS.names(), help="only these architectures")
     p.add_argument("--methods", nargs="*", default=[], choices=GRID_METHODS,
@@ -45,7 +45,8 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
     from pathlib import Path
 
     from elastic.results import results_dir
-    from elastic.sweep import GRIDS, Estimator, GridOptions, finished, ledger_path, run_sweep as sweep
+    from elastic.grids import GRIDS, GridOptions
+    from elastic.sweep import Estimator, finished, ledger_path, run_sweep as sweep
     from elastic.train import pick_device
     if args.out:
         out = Path(args.out)

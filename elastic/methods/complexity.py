@@ -44,7 +44,7 @@ from torch import nn
 
 from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS
 from elastic.errors import BadBudget, ElasticError, UnknownName
-from elastic.models import ARCHS, arch_config, build_model
+from elastic.models import ARCHS, arch_config, build_model, layer_channels
 from elastic.profile import FP32_BYTES, profile_model
 
 MODES: dict[str, str] = {"PA": "params", "FA": "macs", "MA": "memory"}
@@ -167,15 +167,15 @@ def _structure(arch: str, num_classes: int) -> _Structure:
 
     groups, out_group, in_group, in_per_channel = [], {}, {}, {}
     for index, (producers, outs, ins) in enumerate(found):
-        channels = _out_channels(modules[producers[0]])
-        groups.append(_Group(producers[0], channels, producers))
+        width = layer_channels(modules[producers[0]])[1]
+        groups.append(_Group(producers[0], width, producers))
         for name in outs:
             if name in out_group:
                 raise ValueError(f"{arch}: {name} is in two pruning groups")
             out_group[name] = index
         for name in ins:
             in_group[name] = index
-            in_per_channel[name] = _in_channels(modules[name]) // channels
+            in_per_channel[name] = layer_channels(modules[name])[0] // width
 
     layers = []
     for row in prof.layers:
@@ -185,8 +185,8 @@ def _structure(arch: str, num_classes: int) -> _Structure:
         is_bn = row.kind == "bn"
         layers.append(_Layer(
             name=row.name, kind=row.kind,
-            in_channels=_out_channels(module) if is_bn else _in_channels(module),
-            out_channels=_out_channels(module),
+            in_channels=layer_channels(module)[0],
+            out_channels=layer_channels(module)[1],
             in_group=None if is_bn else in_group.get(row.name),
             out_group=out_group.get(row.name),
             in_per_channel=in_per_channel.get(row.name, 1),
@@ -202,24 +202,6 @@ def _structure(arch: str, num_classes: int) -> _Structure:
         raise ValueError(f"{arch}: the analytic complexity model does not match the profiler "
                          f"({structure.totals(structure.widths)} vs {measured})")
     return structure
-
-
-def _out_channels(module: nn.Module) -> int:
-    if isinstance(module, nn.Conv2d):
-        return module.out_channels
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    if isinstance(module, nn.BatchNorm2d):
-        return module.num_features
-    raise ValueError(f"unsupported layer {type(module).__name__}")
-
-
-def _in_channels(module: nn.Module) -> int:
-    if isinstance(module, nn.Conv2d):
-        return module.in_channels
-    if isinstance(module, nn.Linear):
-        return module.in_features
-    raise ValueError(f"unsupported layer {type(module).__name__}")
 
 
 # ---- the plan -----------------------------------------------------------------------

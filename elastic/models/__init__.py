@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from elastic.models.cifar_resnet import CifarResNet
 from elastic.models.width_list import CifarAlexNet, CifarVGG
@@ -89,7 +90,7 @@ def build_model(arch: str, num_classes: int, config: dict[str, Any] | None = Non
         return model
     remove_blocks(model, config.get("removed_blocks", []))
     for name, shape in config.get("shapes", {}).items():
-        _set_module(model, name, _resized(model.get_submodule(name), shape))
+        _set_module(model, name, resized(model.get_submodule(name), shape))
     return model
 
 
@@ -131,15 +132,26 @@ def layer_shape(module: nn.Module) -> list[int] | None:
     return None
 
 
-def _resized(module: nn.Module, shape: list[int]) -> nn.Module:
+def layer_channels(module: nn.Module) -> tuple[int, int]:
+    """(input, output) channels of a conv / linear / batch-norm layer (a batch
+    norm's two are one); ValueError for any other module."""
+    shape = layer_shape(module)
+    if shape is None:
+        raise ValueError(f"unsupported layer {type(module).__name__}")
+    return shape[0], shape[-1]
+
+
+def resized(module: nn.Module, shape: list[int]) -> nn.Module:
+    """A fresh conv / linear / batch-norm layer like `module` but of `shape`
+    (as `layer_shape` gives it: [in, out], or [features] for a batch norm)."""
     if isinstance(module, nn.Conv2d):
         groups = module.groups if module.groups == 1 else shape[0]  # depthwise stays depthwise
         return nn.Conv2d(shape[0], shape[1], module.kernel_size, module.stride, module.padding,
                          module.dilation, groups, module.bias is not None)
     if isinstance(module, nn.Linear):
         return nn.Linear(shape[0], shape[1], module.bias is not None)
-    if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(shape[0], module.eps, module.momentum)
+    if isinstance(module, _BatchNorm):
+        return type(module)(shape[0], module.eps, module.momentum)
     raise ValueError(f"cannot resize a {type(module).__name__}")
 
 
@@ -148,4 +160,4 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent), child, new)
 
 
-__all__ = ["ARCHS", "ArchSpec", "arch_config", "build_model", "layer_shape", "remove_blocks"]
+__all__ = ["ARCHS", "ArchSpec", "arch_config", "build_model", "layer_channels", "layer_shape", "resized", "remove_blocks"]

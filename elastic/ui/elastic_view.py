@@ -186,14 +186,14 @@ def _all_timings(path: str, mtime: int) -> list[dict[str, float | str]]:
     model = elastic_model(path, mtime)
     shape = input_shape(model, path)
     levels = range(model.num_levels)
-    extracted = deploy.measure_latencies({k: grow.extract(model, k) for k in levels}, shape, warmup=3,
-                                         repeats=10, rounds=5)
-    x = torch.randn(1, *shape)
+    networks = {**{("extracted", k): grow.extract(model, k) for k in levels},
+                **{("in place", k): grow.LevelView(model, k) for k in levels}}
+    measured = deploy.measure_latencies(networks, shape, warmup=3, repeats=10, rounds=5)
     out = []
     for k in levels:
-        lat = extracted[k]
+        lat = measured["extracted", k]
         out.append({"extracted_ms": lat.median_ms, "extracted_p10_ms": lat.p10_ms, "extracted_p90_ms": lat.p90_ms,
-                    "repeats": lat.repeats, "in_place_ms": grow.latency_ms(lambda t, k=k: model(t, k), x, repeats=20),
+                    "repeats": lat.repeats, "in_place_ms": measured["in place", k].median_ms,
                     "host": lat.host, "threads": lat.threads, "switch_us": grow.switch_time_us(model, k),
                     "switch_cached_us": grow.switch_time_us(model, k, cached=True)})
     return out

@@ -9,15 +9,24 @@ import sys
 from typing import Mapping
 
 from torch import nn
+from tqdm import tqdm
 
 from elastic import identity
 from elastic.argtypes import integer, number
-from elastic.commands.options import (baseline_for, load_data, precision_for, progress_bar, recipe_from,
-                                      results_path, run_settings)
+from elastic.checkpoints import load_model, save_model
+from elastic.commands.options import (baseline_for, load_data, precision_for, progress_bar, recipe_from, results_path,
+                                      run_settings)
+from elastic.data import DATASETS
 from elastic.errors import BadBudget, BadCheckpoint, ElasticError
 from elastic.methods import in_family
-from elastic.methods.blocks import (BUDGET_COLUMNS, ScanProgress, budget_check, candidate_blocks,
-                                    measured_choice, metric_value, proxy_choice, proxy_order, prune_blocks, remove)
+from elastic.methods.blocks import (BUDGET_COLUMNS, budget_check, candidate_blocks, measured_choice, metric_value,
+                                    proxy_choice, proxy_order, prune_blocks,
+                                    remove, ScanProgress)
+from elastic.models import build_model
+from elastic.profile import profile_model
+from elastic.results import append_row, done_ids
+from elastic.runs import checkpoint_path, load_start, result_row
+from elastic.train import evaluate, pick_device, train
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +46,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Run block pruning from the command line, one results row and checkpoint per step."""
-    from elastic.data import DATASETS
-    from elastic.models import build_model
-    from elastic.results import append_row, done_ids
-    from elastic.runs import checkpoint_path, load_start, result_row
-    from elastic.checkpoints import load_model, save_model
-    from elastic.train import evaluate, pick_device, train
 
     if args.method not in in_family("blocks"):
         raise ElasticError(f"commands.blocks.run does not handle --method {args.method}")
@@ -164,7 +167,6 @@ def run(args: argparse.Namespace) -> None:
 
 def _scan_bar(desc: str) -> ScanProgress:
     """A tqdm bar for one candidate scan, driven by block_scan's callback."""
-    from tqdm import tqdm
     bar = None
 
     def update(done: int, total: int, name: str | None) -> None:
@@ -182,7 +184,6 @@ def _scan_bar(desc: str) -> ScanProgress:
 
 def _print_plan(model: nn.Module, candidates: list[str], order: list[str] | None,
                 proxy: Mapping[str, float], shape: tuple[int, int, int]) -> None:
-    from elastic.profile import profile_model
     prof = profile_model(model, shape)
     print(f"{len(candidates)} removable blocks ({prof.macs / 1e6:.1f} M MACs, {prof.params / 1e3:.1f} K params):")
     for name in order or candidates:

@@ -9,12 +9,17 @@ import torch
 
 from elastic import identity
 from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
-from elastic.commands.options import (baseline_for, load_data, precision_for, progress_bar, recipe_from,
-                                      results_path, run_settings)
+from elastic.checkpoints import save_model
+from elastic.commands.options import (baseline_for, load_data, precision_for, progress_bar, recipe_from, results_path,
+                                      run_settings)
+from elastic.data import DATASETS
 from elastic.errors import BadCheckpoint
 from elastic.identity import pruned_name
-from elastic.methods.complexity import (DEFAULT_STEP, INITS, MODES, PrunePlan, build, format_plan, pick_rounding,
-                                        plan, uniform_plan)
+from elastic.methods.complexity import (DEFAULT_STEP, INITS, MODES, build, format_plan, pick_rounding, plan,
+                                        PrunePlan, uniform_plan)
+from elastic.results import append_row
+from elastic.runs import checkpoint_path, load_start, result_row
+from elastic.train import evaluate, pick_device, train
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -76,11 +81,6 @@ def run_name(args: argparse.Namespace, data_source: str) -> str:
 
 def run(args: argparse.Namespace) -> None:
     """Plan, build and train the pruned network; one results row and checkpoint."""
-    from elastic.data import DATASETS
-    from elastic.results import append_row
-    from elastic.runs import checkpoint_path, load_start, result_row
-    from elastic.checkpoints import save_model
-    from elastic.train import evaluate, pick_device, train
 
     started = time.perf_counter()
     spec = DATASETS.get(args.dataset)

@@ -10,10 +10,16 @@ from torch import nn
 
 from elastic.argtypes import integer, number
 from elastic.atomic import check_creatable
+from elastic.checkpoints import load_model
 from elastic.commands.options import add_data_args, add_model_args, check_arch_fits, load_data
+from elastic.data import DATASETS, load_dataset
 from elastic.deploy import (check_onnx_accuracy, checked_model, export_bundle, fill_latency, int8_report,
                             measure_latency, parse_config, row_meta)
 from elastic.errors import ElasticError
+from elastic.models import arch_config
+from elastic.profile import count_macs
+from elastic.results import load_all, results_dir
+from elastic.runs import complexity_columns, trained_model
 
 
 def _add_model_source(p: argparse.ArgumentParser, *, run_id: bool = False) -> None:
@@ -55,7 +61,6 @@ def add_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    from elastic.profile import count_macs
     bad_threads = args.threads is not None and args.threads < 1
     if min(args.batch_size) < 1 or args.repeats < 1 or args.warmup < 0 or bad_threads:
         raise ElasticError("--batch-size, --repeats and --threads must be >= 1, --warmup >= 0")
@@ -102,8 +107,6 @@ def add_export(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from elastic.models import arch_config
-    from elastic.runs import complexity_columns
     out = Path(args.out_dir)
     check_creatable(out, f"--out-dir {out}")
     if args.run_id:
@@ -134,9 +137,6 @@ def run_export(args: argparse.Namespace) -> None:
 def _export_row(args: argparse.Namespace, out: Path) -> None:
     """export --run-id: the row's trained model, exported and verified, then its
     ONNX file's accuracy in onnxruntime on the whole test split against the row's."""
-    from elastic.data import DATASETS, load_dataset
-    from elastic.results import load_all, results_dir
-    from elastic.runs import trained_model
     if args.checkpoint or args.config:
         raise ElasticError("give --run-id, or --checkpoint / --config, not both: the row names its checkpoint")
     frame = load_all(results_dir())[0]
@@ -177,8 +177,6 @@ def _export_row(args: argparse.Namespace, out: Path) -> None:
 def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     """The model the command line names: a checkpoint, or the architecture with
     an optional config (fresh weights)."""
-    from elastic.data import DATASETS
-    from elastic.checkpoints import load_model
     check_arch_fits(args.arch, args.dataset)
     spec = DATASETS.get(args.dataset)
     state: dict[str, Any] = {}

@@ -5,7 +5,11 @@ import argparse
 import sys
 
 from elastic import identity
+from elastic.data import cache_dir, load_dataset
 from elastic.errors import ElasticError
+from elastic.filecheck import check_file, with_recorded
+from elastic.results import load_all, results_dir
+from elastic.shipping import ship
 
 
 def add_check(p: argparse.ArgumentParser) -> None:
@@ -14,8 +18,6 @@ def add_check(p: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> None:
-    from elastic.filecheck import check_file, with_recorded
-    from elastic.results import load_all, results_dir
     frame = load_all(results_dir())[0]
     refused = []
     for name in args.files:
@@ -41,9 +43,6 @@ def add_ship(p: argparse.ArgumentParser) -> None:
 
 
 def run_ship(args: argparse.Namespace) -> None:
-    from elastic.data import cache_dir, load_dataset
-    from elastic.results import load_all, results_dir
-    from elastic.shipping import ship
     frame = load_all(results_dir())[0]
     folder = results_dir() / "checkpoints"
     unknown = [r for r in args.run_ids if not (frame["run_id"] == r).any()

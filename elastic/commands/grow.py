@@ -8,15 +8,20 @@ from pathlib import Path
 
 from elastic import identity
 from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS, integer, rounding
-from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, baseline_for,
-                                      check_arch_fits, check_outputs, load_data, precision_for, progress_bar,
-                                      recipe_from, results_path, run_settings)
+from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, baseline_for, check_arch_fits,
+                                      check_outputs, load_data, precision_for,
+                                      progress_bar, recipe_from, results_path,
+                                      run_settings)
+from elastic.data import REPO_ROOT
 from elastic.deploy import measure_latencies
 from elastic.errors import ElasticError
-from elastic.methods.grow import (DEFAULT_LEVELS, LevelView, build_elastic, check_widths, extract, grow_level,
-                                  load_elastic, pick_rounding, save_elastic, schedule, switch_time_us,
-                                  train_joint, train_level)
-from elastic.train import Recipe, TrainResult
+from elastic.methods.grow import (DEFAULT_LEVELS, build_elastic, check_widths, extract, grow_level, LevelView,
+                                  load_elastic, pick_rounding, save_elastic,
+                                  schedule, switch_time_us, train_joint, train_level)
+from elastic.profile import count_macs
+from elastic.results import append_row, results_dir
+from elastic.runs import checkpoint_path, load_start, result_row
+from elastic.train import evaluate, pick_device, Recipe, TrainResult
 
 
 def add_grow(p: argparse.ArgumentParser) -> None:
@@ -27,7 +32,6 @@ def add_grow(p: argparse.ArgumentParser) -> None:
 
 
 def run_grow(args: argparse.Namespace) -> None:
-    from elastic.train import pick_device
     check_arch_fits(args.arch, args.dataset)
     if args.eval_level is None:
         check_outputs(results_path(args))
@@ -81,9 +85,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def _run_training(args: argparse.Namespace) -> None:
     """Prune, train the core, grow level by level (or train jointly); one results
     row per level and one elastic checkpoint."""
-    from elastic.results import append_row, results_dir
-    from elastic.runs import checkpoint_path, load_start, result_row
-    from elastic.train import evaluate, pick_device
 
     if args.checkpoint:
         raise ElasticError("--checkpoint is for --eval-level; training writes its own checkpoint")
@@ -169,7 +170,6 @@ def _run_training(args: argparse.Namespace) -> None:
 
 def _shown(path: Path) -> str:
     """A path relative to the repository when it is inside it."""
-    from elastic.data import REPO_ROOT
     try:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
@@ -179,8 +179,6 @@ def _shown(path: Path) -> str:
 def _run_eval(args: argparse.Namespace) -> None:
     """`--eval-level K --checkpoint PATH`: accuracy, switch time and batch-1
     latency of one level (or all), elastic and extracted."""
-    from elastic.profile import count_macs
-    from elastic.train import evaluate, pick_device
 
     if not args.checkpoint:
         raise ElasticError("--eval-level needs --checkpoint PATH (an elastic checkpoint)")

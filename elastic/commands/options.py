@@ -10,16 +10,21 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from elastic.argtypes import device, integer, number
 from elastic.atomic import check_creatable
+from elastic.data import DATASETS, cache_dir, load_dataset
 from elastic.errors import ElasticError
+from elastic.identity import settings
+from elastic.models import ARCHS
+from elastic.precision import PRECISIONS, resolve
+from elastic.results import read_results, results_dir
 from elastic.runs import find_baseline
+from elastic.train import Recipe
 
 
 def add_model_args(p: argparse.ArgumentParser, *, arch: str | None = "resnet20") -> None:
-    from elastic.data import DATASETS
-    from elastic.models import ARCHS
     p.add_argument("--arch", default=arch, required=arch is None, choices=ARCHS.names(),
                    help="architecture (default: %(default)s)")
     p.add_argument("--dataset", default="cifar10", choices=DATASETS.names(),
@@ -52,7 +57,6 @@ def add_recipe_args(p: argparse.ArgumentParser, epochs: int = 60, lr: float = 0.
 
 
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
-    from elastic.precision import PRECISIONS
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training arithmetic: bf16 autocast with channels_last, or fp32; auto: bf16 on CUDA "
                         "and on a CPU with native bf16 (AMX, AVX512-BF16) where a probe shows it faster, "
@@ -61,12 +65,10 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
 
 def precision_for(args: argparse.Namespace, device: torch.device) -> str:
     """The arithmetic this command trains in ('fp32' or 'bf16') on `device`."""
-    from elastic.precision import resolve
     return resolve(args.precision, device)
 
 
 def recipe_from(args: argparse.Namespace, precision: str, *, epochs: int | None = None, lr: float | None = None):
-    from elastic.train import Recipe
     return Recipe(epochs=args.epochs if epochs is None else epochs, batch_size=args.batch_size,
                   lr=args.lr if lr is None else lr, weight_decay=args.weight_decay,
                   train_subset=args.train_subset, precision=precision)
@@ -74,7 +76,6 @@ def recipe_from(args: argparse.Namespace, precision: str, *, epochs: int | None 
 
 def run_settings(recipe, data_source: str, start: str = "", **options) -> dict:
     """The settings a run id's tag covers (elastic.identity.settings) for `recipe`."""
-    from elastic.identity import settings
     return settings(batch_size=recipe.batch_size, lr=recipe.lr, weight_decay=recipe.weight_decay,
                     train_subset=recipe.train_subset, data_source=data_source, start=start, **options)
 
@@ -91,13 +92,10 @@ def positive_fraction(text: str) -> float:
 
 
 def load_data(args: argparse.Namespace):
-    from elastic.data import load_dataset
     return load_dataset(args.dataset, args.data_dir, source=args.data, download=args.download, seed=args.seed)
 
 
 def check_arch_fits(arch: str, dataset: str) -> None:
-    from elastic.data import DATASETS
-    from elastic.models import ARCHS
     if ARCHS.get(arch).family != DATASETS.get(dataset).family:
         raise ElasticError(f"{arch} is built for {ARCHS.get(arch).family} images; "
                            f"{dataset} needs one of the {DATASETS.get(dataset).family} architectures")
@@ -105,7 +103,6 @@ def check_arch_fits(arch: str, dataset: str) -> None:
 
 def progress_bar(desc: str) -> Callable:
     """A tqdm bar driven by the training engine's Progress callback."""
-    from tqdm import tqdm
     bar = None
 
     def update(p) -> None:
@@ -125,7 +122,6 @@ def progress_bar(desc: str) -> Callable:
 
 
 def results_path(args: argparse.Namespace):
-    from elastic.results import results_dir
     return Path(args.out) if args.out else results_dir() / f"{args.dataset}.csv"
 
 
@@ -133,8 +129,6 @@ def check_outputs(results: Path) -> None:
     """Before any work starts: the results file is a valid results file or can be
     created, and the checkpoint folder can be written, so that an hour of
     training is never lost to a bad --out at the end."""
-    from elastic.data import cache_dir
-    from elastic.results import read_results
     if results.is_dir():
         raise ElasticError(f"--out {results} is a folder; name a results file, e.g. {results / 'results.csv'}")
     if results.exists():

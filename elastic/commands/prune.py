@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 
 from elastic.commands import blocks, complexity
+from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, check_arch_fits, check_outputs,
+                                      positive_fraction, results_path)
 from elastic.methods import METHODS, selected_by
-from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, check_arch_fits,
-                                      check_outputs, positive_fraction, results_path)
+from elastic.train import pick_device
 
 DRIVERS = {"filters": complexity.run, "blocks": blocks.run}     # a method's family -> its driver
 
@@ -28,7 +29,6 @@ def add_prune(p: argparse.ArgumentParser) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> None:
-    from elastic.train import pick_device
     check_arch_fits(args.arch, args.dataset)
     if not args.dry_run:
         check_outputs(results_path(args))

@@ -3,25 +3,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from elastic.argtypes import device, integer, number
 from elastic.atomic import check_creatable
 from elastic.commands.options import add_precision_arg, precision_for
 from elastic.errors import ElasticError
+from elastic.grids import GRID_METHODS, GRIDS, GridOptions
+from elastic.models import ARCHS
+from elastic.results import results_dir
+from elastic.sweep import Estimator, finished, ledger_path, run_sweep as run_jobs
+from elastic.train import pick_device
 
 
 def add_sweep(p: argparse.ArgumentParser) -> None:
-    from elastic.grids import GRIDS
     p.add_argument("--grid", required=True, choices=GRIDS.names(), help="which grid of configurations")
     p.add_argument("--out", default=None,
                    help="results CSV (default: cached_results/<grid>.csv; the smoke grid: a temporary folder); "
                         "the ledger of finished jobs is <out>.sweep.jsonl beside it. The cpu grid writes its rows "
                         "to cifar10.csv and imagenette.csv beside --out")
-    from elastic.models import ARCHS
-    from elastic.grids import GRID_METHODS
     p.add_argument("--epochs", type=integer(1), default=None, help="override the grid's training epochs")
     p.add_argument("--archs", nargs="*", default=[], choices=ARCHS.names(), help="only these architectures")
     p.add_argument("--methods", nargs="*", default=[], choices=GRID_METHODS,
@@ -41,13 +46,6 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
 
 def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> None:
     """`main` (the command line's entry point) runs one-worker jobs in this process."""
-    import tempfile
-    from pathlib import Path
-
-    from elastic.results import results_dir
-    from elastic.grids import GRIDS, GridOptions
-    from elastic.sweep import Estimator, finished, ledger_path, run_sweep as sweep
-    from elastic.train import pick_device
     if args.out:
         out = Path(args.out)
     elif args.grid == "smoke":
@@ -68,7 +66,6 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
             print(f"{'done' if job.key in done else 'todo'}  {job.name:<40} {job.command}")
         return
     workers = args.workers or (4 if torch.cuda.is_available() else 1)
-    from tqdm import tqdm
     bar = tqdm(total=len(jobs), initial=len([j for j in jobs if j.key in done]), desc=f"sweep {args.grid}",
                file=sys.stderr)
 
@@ -81,7 +78,7 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
             bar.write(f"FAILED {job.key}:\n{report.failed[job.key]}")
     stop_after = None if args.stop_after is None else args.stop_after * 60
     estimate = Estimator(precision, ledger_path(out)) if stop_after is not None else None
-    report = sweep(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
+    report = run_jobs(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
                    on_event=on_event, main=main)
     bar.close()
     left = f", {len(report.not_started)} left for the next run" if report.not_started else ""

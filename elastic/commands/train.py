@@ -7,10 +7,18 @@ from pathlib import Path
 
 import torch
 
+from elastic import identity
 from elastic.argtypes import integer
-from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, check_arch_fits,
-                                      check_outputs, load_data, precision_for, progress_bar, recipe_from,
-                                      results_path, run_settings)
+from elastic.checkpoints import load_model, save_model
+from elastic.commands.options import (add_data_args, add_model_args, add_recipe_args, check_arch_fits, check_outputs,
+                                      load_data, precision_for, progress_bar,
+                                      recipe_from, results_path, run_settings)
+from elastic.data import DATASETS
+from elastic.models import build_model
+from elastic.profile import format_table, profile_model
+from elastic.results import append_row
+from elastic.runs import checkpoint_path, result_row
+from elastic.train import evaluate, pick_device, train
 
 
 # ---- profile ----------------------------------------------------------------------
@@ -21,10 +29,6 @@ def add_profile(p: argparse.ArgumentParser) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> None:
-    from elastic.data import DATASETS
-    from elastic.models import build_model
-    from elastic.profile import format_table, profile_model
-    from elastic.checkpoints import load_model
     spec = DATASETS.get(args.dataset)
     check_arch_fits(args.arch, args.dataset)
     if args.checkpoint:
@@ -47,12 +51,6 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from elastic import identity
-    from elastic.models import build_model
-    from elastic.results import append_row
-    from elastic.runs import checkpoint_path, result_row
-    from elastic.checkpoints import save_model
-    from elastic.train import pick_device, train
     check_arch_fits(args.arch, args.dataset)
     check_outputs(results_path(args))
     device = _init_distributed(pick_device(args.device))
@@ -111,8 +109,6 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from elastic.checkpoints import load_model
-    from elastic.train import evaluate, pick_device
     data = load_data(args)
     device = pick_device(args.device)
     model, state = load_model(args.checkpoint, num_classes=data.num_classes, device=device)

@@ -74,3 +74,45 @@ def test_registry_refuses_duplicates_and_names_unknowns():
         reg.get("b")
     with pytest.raises(UnknownName, match="known:"):
         build_model("resnet1000", 10)
+
+
+def dependency_graph_groups(model: torch.nn.Module, input_size: int) -> list[tuple[set[str], set[str]]]:
+    """Torch-Pruning's coupled-channel groups of `model`, the classifier's
+    outputs held fixed: (layers whose outputs, layers whose inputs) per group,
+    in the call order of each group's first layer."""
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
+    names = {module: name for name, module in modules.items()}
+    order = {name: i for i, name in enumerate(
+        layer.name for layer in profile_model(model, (3, input_size, input_size)).layers)}
+    classifier = [m for m in modules.values() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))][-1]
+    with torch.enable_grad():
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, 3, input_size,
+                                                                                         input_size))
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=[classifier],
+                                      root_module_types=(torch.nn.Conv2d, torch.nn.Linear)):
+        outs, ins = set(), set()
+        for dep, _ in group:
+            if dep.target.module in names:
+                (outs if graph.is_out_channel_pruning_fn(dep.handler) else ins).add(names[dep.target.module])
+        groups.append((outs, ins))
+    return sorted(groups, key=lambda g: min(order[n] for n in g[0]))
+
+
+@pytest.mark.parametrize("arch", ARCHS.names())
+def test_the_channel_analysis_agrees_with_torch_pruning(arch):
+    """One analysis of coupled channels (elastic.methods.channels) serves
+    complexity pruning and prune-and-grow; on every registered architecture
+    it finds exactly the groups Torch-Pruning's dependency graph finds."""
+    from elastic.methods.channels import channel_structure
+
+    model = build_model(arch, 10)
+    ours = channel_structure(model)
+    found = [({layer.name for layer in ours.layers if layer.out_group == g}
+              | {name for name, group in ours.norms if group == g},
+              {layer.name for layer in ours.layers if layer.in_group == g}) for g in range(len(ours.sizes))]
+    assert found == dependency_graph_groups(model, ARCHS.get(arch).input_size)
+    assert ours.heads == (next(n for n, m in reversed(list(model.named_modules()))
+                               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))),)

@@ -1,15 +1,18 @@
-"""The network as torch.fx sees it, for prune-and-grow: which channels are
-tied together (`channel_structure`) and a functional copy of the graph that
-reads every tensor from a dict (`functional`), so a level runs on leading
-slices of shared weights.
+"""The network as torch.fx sees it: which channels are tied together
+(`channel_structure`), the one analysis of coupled channels that complexity
+planning and prune-and-grow share, and a functional copy of the graph that
+reads every tensor from a dict (`functional`), so an elastic level runs on
+leading slices of shared weights.
 
-Why a small fx pass and not Torch-Pruning's DependencyGraph (which
-complexity-driven pruning uses to find the same coupled groups): prune-and-grow
-needs, from one trace, more than the groups: each conv / linear's input and
-output group with the features per input channel (a linear after a flatten),
-every BatchNorm's group, the layers that write the output (one head per
-level) and the rewritten graph that `ElasticNet.forward(x, level)` runs. The
-pass refuses, by name, any operation it cannot slice.
+Why a small fx pass and not Torch-Pruning's DependencyGraph for the analysis:
+from one trace prune-and-grow needs, beyond the groups, each conv / linear's
+input and output group with the features per input channel (a linear after a
+flatten), every BatchNorm's group, the layers that write the output (one head
+per level), the rewritten graph `ElasticNet.forward(x, level)` runs, and a
+refusal, by name, of any operation it cannot slice. Torch-Pruning's graph does
+what it is best at: the tensor surgery of `complexity.build`, and a test
+(tests/test_models.py) checks on every registered architecture that both find
+the same groups.
 """
 from __future__ import annotations
 

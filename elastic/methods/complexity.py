@@ -12,11 +12,13 @@ scratch (the paper's way) or from the trained baseline's kept filters.
                                    (the profiler's `memory_bytes`)
 
 How it works, and why it is fast enough to call live from the app:
-1. `_structure(arch, num_classes)` (cached: pure data) traces the model once with
-   Torch-Pruning's dependency graph to find the *groups*: sets of convolutions /
-   linears / BNs whose output channels must be pruned together (in a ResNet every
-   layer that writes into one residual stream), plus the layers that read those
-   channels. One profile gives each layer's output resolution.
+1. `_structure(arch, num_classes)` (cached: pure data) takes the *groups* from
+   `elastic.methods.channels.channel_structure`, the analysis prune-and-grow uses
+   too: sets of convolutions / linears / BNs whose output channels must be pruned
+   together (in a ResNet every layer that writes into one residual stream), plus
+   the layers that read those channels (tests/test_models.py checks that it agrees
+   with Torch-Pruning's dependency graph on every registered architecture). One
+   profile gives each layer's output resolution.
 2. The sampling loop works on plain integer widths, one per group, with
    analytic per-layer formulas (conv params = in*out*k*k (+bias), MACs = weights
    * H_out*W_out, activations = out*H*W*4 bytes, BN 2*C, linear in*out).
@@ -44,6 +46,7 @@ from torch import nn
 
 from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS
 from elastic.errors import BadBudget, ElasticError, UnknownName
+from elastic.methods.channels import channel_structure
 from elastic.models import ARCHS, arch_config, build_model, layer_channels
 from elastic.profile import FP32_BYTES, profile_model
 
@@ -135,47 +138,24 @@ def _layer_cost(layer: _Layer, widths: Sequence[int]) -> tuple[int, int, int]:
 @lru_cache(maxsize=8)
 def _structure(arch: str, num_classes: int) -> _Structure:
     """Layers and coupled groups of the default `arch` (pure data, so cached)."""
-    import torch_pruning as tp
-
     size = ARCHS.get(arch).input_size
     input_shape = (3, size, size)
     model = build_model(arch, num_classes)
     prof = profile_model(model, input_shape)
     modules = dict(model.named_modules())
-    order = {layer.name: i for i, layer in enumerate(prof.layers)}
     unsupported = [l.name for l in prof.layers if l.kind not in ("conv", "linear", "bn")]
     if unsupported:
         raise ValueError(f"{arch}: complexity pruning supports conv, linear and BN layers, not {unsupported}")
-    # The last conv/linear to run writes the logits: its outputs are never pruned.
-    classifier = modules[[l.name for l in prof.layers if l.kind != "bn"][-1]]
-
-    with torch.enable_grad():  # the dependency graph is traced through autograd
-        graph = tp.DependencyGraph().build_dependency(
-            model, example_inputs=torch.zeros(1, *input_shape), verbose=False)
-    names = {module: name for name, module in modules.items()}
-    found = []   # (producers, out members, in members) per group
-    for group in graph.get_all_groups(ignored_layers=[classifier], root_module_types=(nn.Conv2d, nn.Linear)):
-        outs, ins = set(), set()
-        for dep, _ in group:
-            name = names.get(dep.target.module)
-            if name is None:   # element-wise ops, reshapes: no weights
-                continue
-            (outs if graph.is_out_channel_pruning_fn(dep.handler) else ins).add(name)
-        producers = tuple(sorted((n for n in outs if not isinstance(modules[n], nn.BatchNorm2d)), key=order.get))
-        found.append((producers, outs, ins))
-    found.sort(key=lambda item: order[item[0][0]])
-
-    groups, out_group, in_group, in_per_channel = [], {}, {}, {}
-    for index, (producers, outs, ins) in enumerate(found):
-        width = layer_channels(modules[producers[0]])[1]
-        groups.append(_Group(producers[0], width, producers))
-        for name in outs:
-            if name in out_group:
-                raise ValueError(f"{arch}: {name} is in two pruning groups")
-            out_group[name] = index
-        for name in ins:
-            in_group[name] = index
-            in_per_channel[name] = layer_channels(modules[name])[0] // width
+    # One analysis of coupled channels for planning and for prune-and-grow (elastic.methods.channels);
+    # the classifier's outputs are fixed there, as the network's output.
+    coupled = channel_structure(model)
+    in_group = {layer.name: layer.in_group for layer in coupled.layers}
+    in_per_channel = {layer.name: layer.per_channel for layer in coupled.layers}
+    out_group = {**{layer.name: layer.out_group for layer in coupled.layers}, **dict(coupled.norms)}
+    groups = []
+    for index, channels in enumerate(coupled.sizes):
+        producers = tuple(layer.name for layer in coupled.layers if layer.out_group == index)
+        groups.append(_Group(producers[0], channels, producers))
 
     layers = []
     for row in prof.layers:

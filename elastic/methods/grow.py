@@ -13,7 +13,8 @@ feeds a dict of leading-slice views (`params_at(level)`) to a functional copy of
 the network's graph. Nothing on the model is switched, so one cached model can
 serve different levels to different threads at once.
 
-Structure is found by tracing the network with torch.fx: channels joined by an
+Structure is found by tracing the network with torch.fx (elastic.methods.channels,
+the analysis complexity pruning shares): channels joined by an
 addition (residual connections) form one group with one order; the network's
 input and output channels stay fixed. Supported layers: Conv2d (groups=1),
 Linear, BatchNorm, flatten, additions and stateless activations / pooling /

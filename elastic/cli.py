@@ -9,8 +9,8 @@ import sys
 from typing import Callable
 
 from elastic.argtypes import OneLineParser
-from elastic.commands import COMMANDS as _COMMANDS, SWEEP_HELP, add_sweep
-from elastic.commands.sweep import run_sweep
+from elastic.commands import COMMANDS as _COMMANDS
+from elastic.commands.sweep import add_sweep, run_sweep
 from elastic.errors import ElasticError
 
 
@@ -18,7 +18,8 @@ def _run_sweep(args) -> None:
     run_sweep(args, main)       # one-worker jobs run in this process, through main
 
 
-COMMANDS: dict[str, tuple[Callable, Callable, str]] = {**_COMMANDS, "sweep": (add_sweep, _run_sweep, SWEEP_HELP)}
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
+    **_COMMANDS, "sweep": (add_sweep, _run_sweep, "run a grid of configurations, resumably")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,8 +141,8 @@ def _baseline_jobs(cell: Cell, methods: tuple[str, ...]) -> list[Job]:
 
 def _filter_jobs(cell: Cell, methods: tuple[str, ...]) -> list[Job]:
     """Each filter pruning method at every target (a method with modes: in every
-    mode), trained from scratch; with `cell.rounded`, FA 0.5 (or 0.5) again with
-    channel counts rounded to each multiple."""
+    mode), trained from scratch; with `cell.rounded`, each again at 0.5 (in FA)
+    with channel counts rounded to each multiple."""
     def job(method: str, mode: str | None, target: float, round_to: int = 1) -> Job:
         name = "/".join([cell.dataset, cell.arch, method, *([mode] if mode else []), str(target),
                          *([f"r{round_to}"] if round_to > 1 else [])])
@@ -187,7 +187,8 @@ def _elastic_jobs(cell: Cell, methods: tuple[str, ...]) -> list[Job]:
         # prune-and-grow trains the core (width 0.512: 0.26 of the MACs), then each
         # grown level (0.64, 0.8, 1: 2.05 together); joint training runs all four widths a step
         effort = length * 2.3 if joint else core * 0.3 + grown * 2.1
-        jobs.append(Job(f"{cell.dataset}/{cell.arch}/{name}", (command, *cell.common, "--epochs", str(length), *flags),
+        jobs.append(Job(f"{cell.dataset}/{cell.arch}/{name}",
+                        (command, *cell.common, "--epochs", str(length), *flags),
                         after=(cell.baseline,), work=cell.work(effort)))
     return jobs
 

@@ -13,7 +13,6 @@ from elastic.commands.deploy import add_bench, add_export, run_bench, run_export
 from elastic.commands.files import add_check, add_ship, run_check, run_ship
 from elastic.commands.grow import add_grow, run_grow
 from elastic.commands.prune import add_prune, run_prune
-from elastic.commands.sweep import add_sweep
 from elastic.commands.train import add_evaluate, add_profile, add_train, run_evaluate, run_profile, run_train
 
 # name -> (add options, run, help). `sweep` runs its jobs through the command line's
@@ -29,6 +28,4 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "ship": (add_ship, run_ship, "copy a row's trained checkpoint into cached_results, checked against its row"),
     "check": (add_check, run_check, "say what a file is: checkpoint, resume file, elastic checkpoint or export"),
 }
-SWEEP_HELP = "run a grid of configurations, resumably"
-
-__all__ = ["COMMANDS", "SWEEP_HELP", "add_sweep"]
+__all__ = ["COMMANDS"]

@@ -14,7 +14,6 @@ from elastic.commands.options import (baseline_for, load_data, precision_for, pr
                                       run_settings)
 from elastic.data import DATASETS
 from elastic.errors import BadCheckpoint
-from elastic.identity import pruned_name
 from elastic.methods.complexity import (DEFAULT_STEP, INITS, MODES, build, format_plan, pick_rounding, plan,
                                         PrunePlan, uniform_plan)
 from elastic.results import append_row
@@ -73,7 +72,7 @@ def plan_from_args(args: argparse.Namespace, num_classes: int) -> PrunePlan:
 def run_name(args: argparse.Namespace, data_source: str) -> str:
     """The readable part of the run id (elastic.identity.pruned_name)."""
     complexity = args.method == "complexity"
-    return pruned_name(args.dataset, args.arch, args.method, mode=args.mode, target=args.target,
+    return identity.pruned_name(args.dataset, args.arch, args.method, mode=args.mode, target=args.target,
                        round_to=args.round_to, step=args.step if complexity and args.step != DEFAULT_STEP else None,
                        min_width=args.min_width if complexity else None, init=args.init, epochs=args.epochs,
                        seed=args.seed, data_source=data_source)

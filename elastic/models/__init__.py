@@ -160,4 +160,5 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent), child, new)
 
 
-__all__ = ["ARCHS", "ArchSpec", "arch_config", "build_model", "layer_channels", "layer_shape", "resized", "remove_blocks"]
+__all__ = ["ARCHS", "ArchSpec", "arch_config", "build_model", "layer_channels", "layer_shape", "resized",
+           "remove_blocks"]

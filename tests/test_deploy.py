@@ -208,6 +208,33 @@ def test_speedup_efficiency_is_speedup_over_mac_ratio():
         deploy.speedup_efficiency(10.0, 0.0, 100, 50)
 
 
+def _latency(round_medians: tuple[float, ...]) -> deploy.Latency:
+    median = float(np.median(round_medians))
+    return deploy.Latency(median, min(round_medians), max(round_medians), 1, 1, "cpu", "host",
+                          repeats=len(round_medians), round_medians_ms=round_medians)
+
+
+def test_paired_speedup_cancels_load_that_drifts_between_rounds():
+    # The machine slows down 2x and 4x in later rounds; in each round the other model is twice as fast.
+    base, other = _latency((1.0, 2.0, 4.0, 4.0)), _latency((0.5, 1.0, 2.0, 2.0))
+    assert deploy.paired_speedup(base, other) == pytest.approx(2.0)
+    drifting = _latency((0.5, 0.5, 1.0, 4.0))     # its fast passes fell in the slow machine's good rounds
+    assert base.median_ms / drifting.median_ms == pytest.approx(4.0)
+    assert deploy.paired_speedup(base, drifting) == pytest.approx(3.0)   # rounds: 2, 4, 4, 1
+    with pytest.raises(ValueError, match="same interleaved"):
+        deploy.paired_speedup(base, _latency((1.0, 2.0)))
+
+
+def test_time_runners_keeps_each_rounds_median():
+    x = torch.zeros(1, 3, 4, 4)
+    measured = deploy.time_runners({"a": lambda t: t + 1, "b": lambda t: t * 2}, x, warmup=0, repeats=3,
+                                   rounds=4, threads=1, runtime="torch")
+    for lat in measured.values():
+        assert len(lat.round_medians_ms) == 4 and lat.repeats == 12
+        assert min(lat.round_medians_ms) >= 0
+    assert deploy.paired_speedup(measured["a"], measured["b"]) > 0
+
+
 def test_bench_cli_prints_median_spread_and_threads(capsys):
     rc = main(["bench", "--arch", "resnet20", "--config", '{"removed_blocks": ["layer1.2"]}',
                "--batch-size", "1", "2", "--threads", "1", "--warmup", "1", "--repeats", "3",

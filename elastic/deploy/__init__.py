@@ -17,8 +17,8 @@ from elastic.deploy.export import (BUNDLE_FILES, EXTRA_FILE, INPUT_NAME, OUTPUT_
                                    export_onnx, export_torchscript, onnx_session, private_copy,
                                    verify_onnx, verify_torchscript)
 from elastic.deploy.latency import (exported_sessions, fill_latency, is_inefficient, Latency, latency_columns,
-                                    measure_latencies, measure_latency, precision_of, Runtime, speedup_efficiency,
-                                    time_runners)
+                                    measure_latencies, measure_latency, paired_speedup, precision_of, Runtime,
+                                    speedup_efficiency, time_runners)
 from elastic.deploy.checked import (ACCURACY_TOLERANCE, AccuracyCheck, check_onnx_accuracy, checked_model,
                                     onnx_accuracy, parse_config, row_meta)
 from elastic.deploy.int8 import (int8_report, Int8Report, quantize_int8)
@@ -26,6 +26,7 @@ from elastic.deploy.int8 import (int8_report, Int8Report, quantize_int8)
 __all__ = ["BUNDLE_FILES", "EXTRA_FILE", "INPUT_NAME", "OUTPUT_NAME", "export_bundle", "export_bytes", "export_onnx",
            "export_torchscript", "onnx_session", "private_copy", "verify_onnx", "verify_torchscript",
            "exported_sessions", "fill_latency", "is_inefficient", "Latency", "latency_columns", "measure_latencies",
-           "measure_latency", "precision_of", "Runtime", "speedup_efficiency", "time_runners", "ACCURACY_TOLERANCE",
+           "measure_latency", "paired_speedup", "precision_of", "Runtime", "speedup_efficiency", "time_runners",
+           "ACCURACY_TOLERANCE",
            "AccuracyCheck", "check_onnx_accuracy", "checked_model", "onnx_accuracy", "parse_config", "row_meta",
            "int8_report", "Int8Report", "quantize_int8"]

@@ -39,6 +39,7 @@ class Latency:
     precision: str = "fp32"     # "int8" for a model quantized by quantize_int8
     repeats: int = 0
     runtime: str = "torch"      # "torch" (eager PyTorch) or "onnxruntime" (the ONNX export)
+    round_medians_ms: tuple[float, ...] = ()   # the median of each interleaved round (see paired_speedup)
 
     @property
     def per_image_ms(self) -> float:
@@ -100,17 +101,21 @@ def time_runners(runners: Mapping[str, Callable[[Tensor], Any]], x: Tensor, *, w
     on the batch `x`, in `rounds` interleaved rounds as `measure_latencies` does.
     `threads` and `runtime` are recorded, not set: the runners were made with them."""
     times: dict[str, list[float]] = {name: [] for name in runners}
+    per_round: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:   # each round starts elsewhere
-            times[name] += _timed_passes(runners[name], x, warmup, repeats)
+            passes = _timed_passes(runners[name], x, warmup, repeats)
+            times[name] += passes
+            per_round[name].append(float(np.median(passes)))
     from elastic.results import host_name
     host = host_name()
     out = {}
     for name, samples in times.items():
         p10, median, p90 = np.percentile(samples, [10, 50, 90])
         out[name] = Latency(float(median), float(p10), float(p90), x.shape[0], threads, str(x.device),
-                            host, (precisions or {}).get(name, "fp32"), len(samples), runtime)
+                            host, (precisions or {}).get(name, "fp32"), len(samples), runtime,
+                            tuple(per_round[name]))
     return out
 
 
@@ -216,6 +221,17 @@ def speedup_efficiency(base_latency_ms: float, latency_ms: float, base_macs: flo
     if min(base_latency_ms, latency_ms, base_macs, macs) <= 0:
         raise ValueError("latencies and MACs must be positive")
     return (base_latency_ms / latency_ms) / (base_macs / macs)
+
+
+def paired_speedup(base: Latency, other: Latency) -> float:
+    """How many times faster `other` runs than `base`, from the same interleaved
+    measurement (time_runners): the median over rounds of each round's ratio of
+    medians. Both were timed within moments of each other in every round, so a
+    drift in the machine's load or clock between rounds cancels out of each
+    ratio, which the ratio of the overall medians does not do."""
+    if not base.round_medians_ms or len(base.round_medians_ms) != len(other.round_medians_ms):
+        raise ValueError("paired_speedup needs two latencies from the same interleaved measurement")
+    return float(np.median([b / o for b, o in zip(base.round_medians_ms, other.round_medians_ms)]))
 
 
 def is_inefficient(base_latency_ms: float, latency_ms: float, base_macs: float, macs: float,

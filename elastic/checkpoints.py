@@ -9,7 +9,7 @@ config and class count travel with the weights, and the weights are checked
 to fit the architecture the file claims before any memory is allocated for
 it (`skeleton`, `weights_mismatch`). The other kinds (training resume files,
 elastic checkpoints) are dicts written with `save_checkpoint` by the training
-engine and elastic.methods.grow; elastic.filecheck tells them apart.
+engine and elastic.methods.elastic_net; elastic.filecheck tells them apart.
 """
 from __future__ import annotations
 

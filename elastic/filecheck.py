@@ -216,7 +216,7 @@ def _resume(shown: str, state: dict[str, Any]) -> FileReport:
 
 def _elastic(path: Path, shown: str) -> FileReport:
     from elastic.data import DATASETS
-    from elastic.methods.grow import extract, load_elastic
+    from elastic.methods.elastic_net import extract, load_elastic
     from elastic.profile import profile_model
     model = load_elastic(path)
     dataset = model.meta.get("dataset") if model.meta.get("dataset") in DATASETS else None

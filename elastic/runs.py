@@ -89,7 +89,7 @@ def trained_model(run_id: str, *, arch: str | None = None, num_classes: int | No
         return None
     for path in (checkpoint_path(part.run), shipped_checkpoint_path(part.run)):
         if path.is_file():
-            from elastic.methods.grow import extract, load_elastic
+            from elastic.methods.elastic_net import extract, load_elastic
             net = load_elastic(path)
             if (arch is not None and net.arch != arch) or (num_classes is not None and net.num_classes != num_classes):
                 raise BadCheckpoint(f"{path} holds a {net.arch} for {net.num_classes} classes, "

@@ -66,7 +66,7 @@ def accuracies(path: Path, rows: list[dict[str, Any]], data: DataSplits) -> dict
     elastic checkpoint), on the whole test split."""
     state = load_checkpoint(path)
     if state.get("format") == "elastic-net":
-        from elastic.methods.grow import load_elastic
+        from elastic.methods.elastic_net import load_elastic
         model = load_elastic(path)
         return {str(r["run_id"]): evaluate(lambda x, k=parse(str(r["run_id"])).number: model(x, k), data.test,
                                            data.spec) for r in rows}

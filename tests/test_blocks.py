@@ -13,7 +13,7 @@ from torch import nn
 from elastic import cli, identity
 from elastic.commands.prune import add_prune
 from elastic.methods.blocks import (block_scan, budget_check, candidate_blocks, l1_scores, measured_choice,
-                                    proxy_choice, proxy_order, prune_blocks, remove)
+                                    l1_order, proxy_choice, prune_blocks, random_order, remove)
 from elastic.checkpoints import save_model
 from elastic.models import arch_config, build_model
 from elastic.profile import profile_model
@@ -169,7 +169,7 @@ def test_l1_order_follows_bn_scale_norms(resnet20: nn.Module) -> None:
         model.get_submodule(name).bn1.weight.data.fill_(100.0)   # not the last BN: ignored
     scores = l1_scores(model, names)
     assert scores == pytest.approx(wanted)
-    order, recorded = proxy_order("block-l1", model, names)
+    order, recorded = l1_order(model, names)
     assert order == ["layer2.2", "layer1.2", "layer3.1", "layer2.1", "layer1.1", "layer3.2"]
     assert recorded == pytest.approx(wanted)
     _, first_scores = proxy_choice(order, recorded)(model, names[1:])
@@ -178,11 +178,11 @@ def test_l1_order_follows_bn_scale_norms(resnet20: nn.Module) -> None:
 
 def test_random_order_is_seeded(resnet20: nn.Module) -> None:
     names = candidate_blocks(resnet20)
-    orders = {seed: proxy_order("block-random", resnet20, names, seed)[0] for seed in range(4)}
+    orders = {seed: random_order(resnet20, names, seed)[0] for seed in range(4)}
     assert all(sorted(o) == sorted(names) for o in orders.values())
-    assert proxy_order("block-random", resnet20, names, 2)[0] == orders[2]
+    assert random_order(resnet20, names, 2)[0] == orders[2]
     assert len({tuple(o) for o in orders.values()}) > 1
-    assert proxy_order("block-random", resnet20, names, 0)[1] == {}
+    assert random_order(resnet20, names, 0)[1] == {}
 
 
 def test_prune_options_parse_for_block_pruning() -> None:
@@ -254,6 +254,6 @@ def test_cli_proxy_method_and_dry_run(tmp_path, monkeypatch, capsys) -> None:
     assert cli.main(common + ["--max-blocks", "1", "--ft-epochs", "0"]) == 0
     rows = read_results(out).sort_values("level").to_dict("records")
     step = json.loads(rows[1]["details"])
-    assert step["removed_now"] == proxy_order("block-l1", model, candidate_blocks(model))[0][0]
+    assert step["removed_now"] == l1_order(model, candidate_blocks(model))[0][0]
     assert step["candidates"] == pytest.approx(l1_scores(model, candidate_blocks(model)))
     assert rows[1]["method"] == "block-l1"

@@ -249,7 +249,7 @@ def test_round_to_auto_measures_the_multiples_and_keeps_the_fastest(capsys: pyte
     the fastest is chosen, and its plan meets the target with widths of that multiple."""
     import re
 
-    from elastic.methods.complexity import AUTO_ROUNDINGS
+    from elastic.argtypes import AUTO_ROUNDINGS
 
     assert main(["prune", "--method", "uniform", "--target", "0.5", "--arch", "resnet20", "--round-to", "auto",
                  "--dry-run"]) == 0

@@ -15,9 +15,10 @@ from elastic import cli, identity
 from elastic.data import load_dataset
 from elastic.errors import BadCheckpoint, ElasticError
 from elastic.methods.grow import (DEFAULT_LEVELS, ElasticNet, LevelView, build_elastic, channel_structure,
-                                  extract, grow_level, level_channels, load_elastic, pick_rounding, save_elastic,
+                                  extract, grow_level, level_channels, load_elastic, save_elastic,
                                   switch_time_us, train_level)
 from elastic.checkpoints import save_model
+from elastic.methods.rounding import fastest_level_rounding
 from elastic.models import ARCHS, arch_config, build_model
 from elastic.profile import count_macs, profile_model
 from elastic.results import read_results
@@ -395,7 +396,7 @@ def test_a_rounded_elastic_network_saves_and_loads_its_rounding(tmp_path) -> Non
 
 
 def test_round_to_auto_measures_the_multiples_that_keep_the_levels_apart() -> None:
-    chosen, sums = pick_rounding(build_model("resnet20", 10), "resnet20", 10, DEFAULT_LEVELS, (3, 32, 32))
+    chosen, sums = fastest_level_rounding(build_model("resnet20", 10), "resnet20", 10, DEFAULT_LEVELS, (3, 32, 32))
     # 32 would make the 0.512 and 0.64 levels of ResNet-20 the same network: not a candidate.
     assert set(sums) == {8, 16} and chosen in sums and all(ms > 0 for ms in sums.values())
 

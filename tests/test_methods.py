@@ -6,6 +6,7 @@ are checked against the registry."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,30 @@ def test_the_command_line_the_grids_and_the_pages_read_the_registry(tmp_path):
     assert elastic_view.METHODS == in_family("elastic") == ("elastic", "elastic-joint")
     every = {m for family in ("", "filters", "blocks", "elastic") for m in in_family(family)}
     assert every == set(METHODS.names())                        # every method belongs to a family SHORT knows
+
+
+def last_first(model, candidates, seed):
+    """A block pruning method that is only this function: the deepest block first."""
+    return list(reversed(candidates)), {}
+
+
+def test_a_new_method_is_its_function_and_its_registration(workspace: Path, monkeypatch):
+    from elastic.methods import Method
+    method = Method("block-last", "Block pruning (deepest first)", "", "the deepest removable block first",
+                    ("prune", "--method", "block-last"), family="blocks", stage="step",
+                    algorithm=f"{__name__}:last_first")
+    monkeypatch.setitem(METHODS._items, method.name, method)
+    assert cli.main([*method.argv, *TINY, *SHORT["blocks"], "--out", str(workspace)]) == 0
+    rows = read_results(workspace).query("method == 'block-last'")
+    step1 = rows[rows["level"].astype(str) == "1"]
+    assert len(step1) == 1 and json.loads(step1["details"].iloc[0])["removed_now"] == "layer3.2"
+
+
+def test_every_method_but_the_baseline_names_a_function_of_its_family():
+    for name in METHODS:
+        method = METHODS.get(name)
+        if name == "baseline":
+            assert not method.algorithm
+            continue
+        assert callable(method.implementation()), name
+    assert METHODS.get("block-l1").implementation().__name__ == "l1_order"

@@ -18,10 +18,9 @@ from elastic.commands.options import (baseline_for, load_data, precision_for, pr
                                       run_settings)
 from elastic.data import DATASETS
 from elastic.errors import BadBudget, BadCheckpoint, ElasticError
-from elastic.methods import in_family
+from elastic.methods import in_family, METHODS
 from elastic.methods.blocks import (BUDGET_COLUMNS, budget_check, candidate_blocks, measured_choice, metric_value,
-                                    proxy_choice, proxy_order, prune_blocks,
-                                    remove, ScanProgress)
+                                    proxy_choice, prune_blocks, remove, ScanProgress)
 from elastic.models import build_model
 from elastic.profile import profile_model
 from elastic.results import append_row, done_ids
@@ -80,10 +79,8 @@ def run(args: argparse.Namespace) -> None:
                             f"for {args.arch}: removing all {len(candidates)} removable blocks keeps {floor:.3f}; "
                             f"give --target {math.ceil(floor * 100) / 100:.2f} or more, or --max-blocks N to stop "
                             f"after N blocks")
-    if args.method == "block":
-        order, proxy = None, {}
-    else:
-        order, proxy = proxy_order(args.method, base_model, candidates, args.seed)
+    # The method's removal order, or None: measured at every step (elastic.methods, family "blocks").
+    order, proxy = METHODS.get(args.method).implementation()(base_model, candidates, args.seed)
 
     if args.dry_run:
         _print_plan(base_model, candidates, order, proxy, shape)

@@ -14,8 +14,9 @@ from elastic.commands.options import (baseline_for, load_data, precision_for, pr
                                       run_settings)
 from elastic.data import DATASETS
 from elastic.errors import BadCheckpoint
-from elastic.methods.complexity import (DEFAULT_STEP, INITS, MODES, build, format_plan, pick_rounding, plan,
-                                        PrunePlan, uniform_plan)
+from elastic.methods import METHODS
+from elastic.methods.complexity import DEFAULT_STEP, FilterOptions, INITS, MODES, build, PrunePlan
+from elastic.methods.rounding import fastest_plan_rounding
 from elastic.results import append_row
 from elastic.runs import checkpoint_path, load_start, result_row
 from elastic.train import evaluate, pick_device, train
@@ -44,7 +45,7 @@ def _resolve_rounding(args: argparse.Namespace, num_classes: int, input_size: in
     """Replace --round-to auto by the measured choice (printed); the timings."""
     if args.round_to != "auto":
         return {}
-    args.round_to, timings = pick_rounding(
+    args.round_to, timings = fastest_plan_rounding(
         lambda r: plan_from_args(argparse.Namespace(**{**vars(args), "round_to": r}), num_classes),
         (3, input_size, input_size), target=args.target, arch=args.arch)
     print("round-to auto (onnxruntime, batch 1, 1 thread): "
@@ -63,10 +64,10 @@ def _step_fraction(text: str) -> float:
 
 
 def plan_from_args(args: argparse.Namespace, num_classes: int) -> PrunePlan:
-    if args.method == "uniform":
-        return uniform_plan(args.arch, num_classes, args.target, MODES[args.mode], round_to=args.round_to)
-    return plan(args.arch, num_classes, args.mode, args.target, step=args.step,
-                min_width=args.min_width, round_to=args.round_to, seed=args.seed)
+    """The plan of the registered method --method (its `algorithm`) for these options."""
+    options = FilterOptions(mode=args.mode, target=args.target, step=args.step, min_width=args.min_width,
+                            round_to=args.round_to, seed=args.seed)
+    return METHODS.get(args.method).implementation()(args.arch, num_classes, options)
 
 
 def run_name(args: argparse.Namespace, data_source: str) -> str:
@@ -137,3 +138,33 @@ def run(args: argparse.Namespace) -> None:
           f"{row['macs'] / 1e6:.2f} M MACs ({pruned_plan.achieved['macs']:.3f}), "
           f"{row['params'] / 1e3:.1f} K params ({pruned_plan.achieved['params']:.3f}), "
           f"{result.seconds / 60:.1f} min. Checkpoint: {final}")
+
+
+def format_plan(p: PrunePlan) -> str:
+    """The per-layer kept/original table and the complexity summary, for the CLI."""
+    coupled = {name: group[0] for group in p.groups if len(group) > 1 for name in group}
+    header = ("layer", "kept", "original", "kept %", "coupled group")
+    rows = [(name, str(k), str(o), f"{100 * k / o:.0f}", coupled.get(name, "")) for name, (k, o) in p.kept.items()]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if 0 < i < 4 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-" * len(line(header))
+    how = (f"mode {p.mode} (budget: {p.metric}), seed {p.seed}, step {p.step:g}, min width "
+           f"{p.min_width if p.min_width is not None else '10% of the original'}" if p.mode != "uniform"
+           else f"uniform, every width x {p.options.get('fraction', 0):.3f} before rounding (budget: {p.metric})")
+    figures = [
+        ("params", f"{p.params / 1e6:.3f} M", f"{p.original['params'] / 1e6:.3f} M", p.achieved["params"]),
+        ("MACs", f"{p.macs / 1e6:.2f} M", f"{p.original['macs'] / 1e6:.2f} M", p.achieved["macs"]),
+        ("memory", f"{p.memory / 1024:.0f} KB", f"{p.original['memory'] / 1024:.0f} KB", p.achieved["memory"]),
+        ("peak memory", f"{p.peak_memory / 1024:.0f} KB", f"{p.original['peak_memory'] / 1024:.0f} KB",
+         p.achieved["peak_memory"]),
+    ]
+    return "\n".join([
+        f"{p.arch}: {how}, round to {p.round_to}, target {p.target:g} of {p.metric}",
+        line(header), rule, *map(line, rows), rule,
+        *(f"{name:<12} {now:>12} of {before:>12}  = {fraction:.3f}" for name, now, before, fraction in figures),
+        "memory = sum over layers of weight + output activation bytes (fp32); "
+        "peak memory = weights + peak live activations (fp32, batch 1).",
+    ])

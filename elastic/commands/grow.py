@@ -15,13 +15,15 @@ from elastic.commands.options import (add_data_args, add_model_args, add_recipe_
 from elastic.data import REPO_ROOT
 from elastic.deploy import measure_latencies
 from elastic.errors import ElasticError
-from elastic.methods.grow import (DEFAULT_LEVELS, build_elastic, check_widths, extract, grow_level, LevelView,
-                                  load_elastic, pick_rounding, save_elastic,
-                                  schedule, switch_time_us, train_joint, train_level)
+from elastic.methods import METHODS
+from elastic.methods.elastic_net import (DEFAULT_LEVELS, check_widths, extract, LevelView, load_elastic, save_elastic,
+                                         switch_time_us)
+from elastic.methods.grow import build_elastic, ElasticTraining, LevelDone, schedule
+from elastic.methods.rounding import fastest_level_rounding
 from elastic.profile import count_macs
 from elastic.results import append_row, results_dir
 from elastic.runs import checkpoint_path, load_start, result_row
-from elastic.train import evaluate, pick_device, Recipe, TrainResult
+from elastic.train import evaluate, pick_device, Recipe
 
 
 def add_grow(p: argparse.ArgumentParser) -> None:
@@ -97,7 +99,7 @@ def _run_training(args: argparse.Namespace) -> None:
     auto: dict[int, float] = {}
     if args.round_to == "auto":
         size = data.spec.input_size
-        args.round_to, auto = pick_rounding(base, args.arch, data.num_classes, widths, (3, size, size))
+        args.round_to, auto = fastest_level_rounding(base, args.arch, data.num_classes, widths, (3, size, size))
         print("round-to auto (onnxruntime, batch 1, 1 thread, sum over the levels): "
               + ", ".join(f"{r}: {ms:.4f} ms" for r, ms in auto.items()) + f"; chose {args.round_to}")
     model = build_elastic(base, args.arch, data.num_classes, widths, args.importance, args.round_to).to(device)
@@ -118,51 +120,37 @@ def _run_training(args: argparse.Namespace) -> None:
     def recipe_for(epochs: int) -> Recipe:
         return recipe_from(args, precision, epochs=epochs)
 
-    def val_acc(level: int) -> float:
-        return evaluate(LevelView(model, level), data.val, data.spec, device=device)
-
-    def write_row(level: int, epochs: int, stage_epochs: int, seconds: float, acc_before: float,
-                  history: list[dict[str, float]]) -> None:
+    def write_row(done: LevelDone) -> None:
+        level = done.level
         switch_us = switch_time_us(model, level)
         row = result_row(
             extract(model, level), args.arch, data, run_id=identity.level(prefix, level), method=method,
-            device=device, seed=args.seed, epochs=epochs, seconds=seconds, precision=precision,
-            recipe={**recipe_for(stage_epochs).to_dict(), **options}, level=str(level),
-            acc_before_ft=acc_before, label=args.label, schedule=base_state["schedule"],
+            device=device, seed=args.seed, epochs=done.epochs, seconds=done.seconds, precision=precision,
+            recipe={**recipe_for(done.stage_epochs).to_dict(), **options}, level=str(level),
+            acc_before_ft=done.acc_before, label=args.label, schedule=base_state["schedule"],
             details={"width": widths[level], "levels": list(widths), "channels": list(model.channels[level]),
                      "switch_us": round(switch_us, 2),
                      "switch_cached_us": round(switch_time_us(model, level, cached=True), 3),
-                     "checkpoint": _shown(final), "history": history})
+                     "checkpoint": _shown(final), "history": done.history})
         append_row(results_path(args), row)
-        print(f"level {level} (width {widths[level]:g}): val {acc_before:.2f}% before training, "
+        print(f"level {level} (width {widths[level]:g}): val {done.acc_before:.2f}% before training, "
               f"{row['val_acc']:.2f}% after (test {row['test_acc']:.2f}%), {row['macs'] / 1e6:.1f} M MACs, "
               f"switch {switch_us:.1f} us")
 
-    if args.joint:
-        before = [val_acc(k) for k in range(len(widths))]
-        result = train_joint(model, data.train, data.spec, recipe_for(args.epochs), device=device,
-                             seed=args.seed, val_set=data.val, on_progress=progress_bar("joint"),
-                             checkpoint=resume.with_suffix(".resume.pt"))
-        save_elastic(final, model, **meta, trained_levels=len(widths))
-        for k in range(len(widths)):
-            write_row(k, args.epochs, args.epochs, result.seconds, before[k], result.history)
-    else:
-        seconds = 0.0
-        for k in range(len(widths)):
-            if k:
-                grow_level(model, k)
-            before = val_acc(k)
-            epochs = grow_epochs if k else core_epochs
-            result = TrainResult()
-            if epochs:
-                result = train_level(model, k, data.train, data.spec, recipe_for(epochs), device=device,
-                                     seed=args.seed, val_set=data.val,
-                                     on_progress=progress_bar("core" if k == 0 else f"grow level {k}"),
-                                     checkpoint=resume.with_suffix(f".level{k}.resume.pt"))
-            seconds += result.seconds
-            # Level k is final now: growing the larger levels never changes what it computes.
-            save_elastic(final, model, **meta, trained_levels=k + 1)
-            write_row(k, core_epochs + k * grow_epochs, epochs, seconds, before, result.history)
+    saved = 0
+
+    def level_done(done: LevelDone) -> None:
+        nonlocal saved
+        if done.trained_levels > saved:      # the checkpoint first, so a row never names levels it lacks
+            save_elastic(final, model, **meta, trained_levels=done.trained_levels)
+            saved = done.trained_levels
+        write_row(done)
+
+    training = ElasticTraining(
+        data.train, data.val, data.spec, recipe_for, args.epochs, core_epochs, grow_epochs, device, args.seed,
+        progress=progress_bar, level_done=level_done,
+        resume=lambda stage: resume.with_suffix(f".{stage}.resume.pt" if stage else ".resume.pt"))
+    METHODS.get(method).implementation()(model, training)      # elastic.methods.grow: prune_and_grow or joint
     for leftover in resume.parent.glob(resume.stem + ".*resume.pt"):   # finished: a rerun starts afresh
         leftover.unlink(missing_ok=True)
     print(f"{prefix}: {len(widths)} levels; checkpoint {final}; rows in {results_path(args)}")

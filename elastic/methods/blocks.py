@@ -25,7 +25,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from elastic.errors import ElasticError
 from elastic.profile import symbolic_trace
 
-PROXY_METHODS = ("block-l1", "block-random")
 BUDGET_COLUMNS = {"macs": "macs", "params": "params", "memory": "peak_mem_fp32"}  # --budget-metric -> column
 
 EvaluateFn = Callable[[nn.Module], float]
@@ -86,17 +85,26 @@ def l1_scores(model: nn.Module, candidates: Sequence[str]) -> dict[str, float]:
     return scores
 
 
-def proxy_order(method: str, model: nn.Module, candidates: Sequence[str],
-                seed: int = 0) -> tuple[list[str], dict[str, float]]:
-    """The fixed removal order of a proxy method and the scores it came from
-    (block-l1: smallest L1 first; block-random: a permutation fixed by `seed`, no scores)."""
-    if method == "block-l1":
-        scores = l1_scores(model, candidates)
-        return sorted(candidates, key=lambda n: scores[n]), scores   # stable: ties keep model order
-    if method == "block-random":
-        perm = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
-        return [candidates[i] for i in perm.tolist()], {}
-    raise ValueError(f"{method!r} is not a proxy method; use one of {PROXY_METHODS}")
+# A block pruning method (family "blocks", registered in elastic.methods) is its
+# removal order: (model, candidates, seed) -> (order, scores), or (None, {}) for
+# an order measured at every step (measured_choice) instead of fixed up front.
+
+def measured_order(model: nn.Module, candidates: Sequence[str], seed: int = 0) -> tuple[None, dict[str, float]]:
+    """The method "block": no fixed order; each step removes the block whose
+    removal keeps the highest measured accuracy."""
+    return None, {}
+
+
+def l1_order(model: nn.Module, candidates: Sequence[str], seed: int = 0) -> tuple[list[str], dict[str, float]]:
+    """The method "block-l1": the smallest L1 score first (ties keep model order)."""
+    scores = l1_scores(model, candidates)
+    return sorted(candidates, key=lambda n: scores[n]), scores
+
+
+def random_order(model: nn.Module, candidates: Sequence[str], seed: int = 0) -> tuple[list[str], dict[str, float]]:
+    """The method "block-random": a permutation fixed by `seed`, no scores."""
+    perm = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
+    return [candidates[i] for i in perm.tolist()], {}
 
 
 # ---- the greedy loop (pure: everything with side effects comes in as a callable) ----
@@ -236,5 +244,5 @@ def _depends_on(node: fx.Node, source: fx.Node) -> bool:
     return False
 
 
-__all__ = ["BlockStep", "block_scan", "budget_check", "candidate_blocks", "l1_scores", "measured_choice",
-           "metric_value", "proxy_choice", "proxy_order", "prune_blocks", "remove"]
+__all__ = ["BlockStep", "block_scan", "budget_check", "candidate_blocks", "l1_order", "l1_scores", "measured_choice",
+           "measured_order", "metric_value", "proxy_choice", "prune_blocks", "random_order", "remove"]

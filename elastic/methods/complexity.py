@@ -39,12 +39,12 @@ import math
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from elastic.argtypes import AUTO_ROUNDINGS, ROUNDINGS
+from elastic.argtypes import ROUNDINGS
 from elastic.errors import BadBudget, ElasticError, UnknownName
 from elastic.methods.channels import channel_structure
 from elastic.models import ARCHS, arch_config, build_model, layer_channels
@@ -226,6 +226,30 @@ class PrunePlan:
                 "seed": self.seed, "original": dict(self.original), **dict(self.options)}
 
 
+@dataclass(frozen=True)
+class FilterOptions:
+    """What a filter pruning method (family "filters") plans from: the budget
+    metric's mode, the fraction of it to keep and how widths are chosen."""
+    mode: str = "FA"               # PA / FA / MA: the metric --target applies to (complexity: also the share)
+    target: float = 0.5
+    step: float = DEFAULT_STEP
+    min_width: int | None = None
+    round_to: int = 1
+    seed: int = 0
+
+
+def complexity_plan(arch: str, num_classes: int, options: FilterOptions) -> PrunePlan:
+    """The method "complexity" (registered in elastic.methods): `plan`."""
+    return plan(arch, num_classes, options.mode, options.target, step=options.step, min_width=options.min_width,
+                round_to=options.round_to, seed=options.seed)
+
+
+def uniform_thinning(arch: str, num_classes: int, options: FilterOptions) -> PrunePlan:
+    """The method "uniform": `uniform_plan` on the mode's metric (step, min width
+    and seed do not apply)."""
+    return uniform_plan(arch, num_classes, options.target, MODES[options.mode], round_to=options.round_to)
+
+
 def plan(arch: str, num_classes: int, mode: str, target: float, *, step: float = DEFAULT_STEP,
          min_width: int | None = None, round_to: int = 1, seed: int = 0) -> PrunePlan:
     """Complexity-driven pruning plan (no training; pure and deterministic).
@@ -393,59 +417,5 @@ def build(plan: PrunePlan, source: nn.Module | None = None) -> nn.Module:
     return model
 
 
-# ---- text output --------------------------------------------------------------------
-
-def format_plan(p: PrunePlan) -> str:
-    """The per-layer kept/original table and the complexity summary, for the CLI."""
-    coupled = {name: group[0] for group in p.groups if len(group) > 1 for name in group}
-    header = ("layer", "kept", "original", "kept %", "coupled group")
-    rows = [(name, str(k), str(o), f"{100 * k / o:.0f}", coupled.get(name, "")) for name, (k, o) in p.kept.items()]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if 0 < i < 4 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "-" * len(line(header))
-    how = (f"mode {p.mode} (budget: {p.metric}), seed {p.seed}, step {p.step:g}, min width "
-           f"{p.min_width if p.min_width is not None else '10% of the original'}" if p.mode != "uniform"
-           else f"uniform, every width x {p.options.get('fraction', 0):.3f} before rounding (budget: {p.metric})")
-    figures = [
-        ("params", f"{p.params / 1e6:.3f} M", f"{p.original['params'] / 1e6:.3f} M", p.achieved["params"]),
-        ("MACs", f"{p.macs / 1e6:.2f} M", f"{p.original['macs'] / 1e6:.2f} M", p.achieved["macs"]),
-        ("memory", f"{p.memory / 1024:.0f} KB", f"{p.original['memory'] / 1024:.0f} KB", p.achieved["memory"]),
-        ("peak memory", f"{p.peak_memory / 1024:.0f} KB", f"{p.original['peak_memory'] / 1024:.0f} KB",
-         p.achieved["peak_memory"]),
-    ]
-    return "\n".join([
-        f"{p.arch}: {how}, round to {p.round_to}, target {p.target:g} of {p.metric}",
-        line(header), rule, *map(line, rows), rule,
-        *(f"{name:<12} {now:>12} of {before:>12}  = {fraction:.3f}" for name, now, before, fraction in figures),
-        "memory = sum over layers of weight + output activation bytes (fp32); "
-        "peak memory = weights + peak live activations (fp32, batch 1).",
-    ])
-
-
-def pick_rounding(plan_for: Callable[[int], PrunePlan], input_shape: tuple[int, int, int], *,
-                  target: float, arch: str) -> tuple[int, dict[int, float]]:
-    """--round-to auto: of the plans `plan_for(r)` for each multiple r of
-    AUTO_ROUNDINGS (the same method, mode and target), the one with the lowest
-    onnxruntime latency here, batch 1, one thread, the candidates timed in
-    interleaved rounds; and each one's median latency in ms."""
-    from elastic.deploy import measure_latencies
-    models, unreachable = {}, []
-    for r in AUTO_ROUNDINGS:
-        try:
-            models[r] = build(plan_for(r))
-        except ElasticError:          # widths this coarse cannot reach the target
-            unreachable.append(str(r))
-    if not models:
-        raise BadBudget(f"--round-to auto: no multiple of {', '.join(unreachable)} reaches --target {target:g} "
-                        f"for {arch}; give a smaller --round-to")
-    measured = measure_latencies(models, input_shape, threads=1, warmup=3, repeats=10, rounds=5,
-                                 runtime="onnxruntime")
-    timings = {r: round(lat.median_ms, 4) for r, lat in measured.items()}
-    return min(timings, key=lambda r: (timings[r], r)), timings
-
-
-__all__ = ["MODES", "METRICS", "ROUNDINGS", "PrunePlan", "plan", "uniform_plan", "build", "format_plan",
-           "pick_rounding"]
+__all__ = ["MODES", "METRICS", "ROUNDINGS", "FilterOptions", "PrunePlan", "build", "complexity_plan", "plan",
+           "uniform_plan", "uniform_thinning"]

@@ -22,8 +22,8 @@ import torch
 from elastic import deploy, explore, identity
 from elastic.data import DATASETS, ImageSet
 from elastic.errors import BadCheckpoint, DataNotFound
-from elastic.methods import grow, in_family
-from elastic.methods.grow import ElasticNet
+from elastic.methods import elastic_net, in_family
+from elastic.methods.elastic_net import ElasticNet
 from elastic.profile import profile_model
 from elastic.train import evaluate, predict
 from elastic.ui import data, figures
@@ -71,7 +71,7 @@ def stamp(path: Path) -> int:
 def elastic_model(path: str, mtime: int) -> ElasticNet:
     """The elastic network in a checkpoint, in eval mode, on the CPU. Shared by
     every session: call it with a level (`model(x, level)`), never change it."""
-    return grow.load_elastic(path)
+    return elastic_net.load_elastic(path)
 
 
 def dataset_of(model: ElasticNet, path: Path) -> str:
@@ -139,7 +139,7 @@ def _all_accuracies(path: str, mtime: int, dataset: str, source: str, count: int
 def level_profile(path: str, mtime: int, level: int) -> dict[str, float]:
     """Parameters, MACs and peak memory of `level` as a standalone network."""
     model = elastic_model(path, mtime)
-    small = grow.extract(model, level)          # a new module: profiling it leaves the shared model alone
+    small = elastic_net.extract(model, level)          # a new module: profiling it leaves the shared model alone
     prof = profile_model(small, input_shape(model, path))
     return {"params": prof.params, "macs": prof.macs, "peak_mem_fp32": prof.peak_memory_bytes(4),
             "peak_mem_int8": prof.peak_memory_int8()}
@@ -150,7 +150,7 @@ def stage_widths(path: str, mtime: int, level: int) -> pd.DataFrame:
     """The output channels of every convolution of `level`, by stage (the first
     part of a layer's name: conv1, layer1, ...), against full width."""
     model = elastic_model(path, mtime)
-    here, full = (_conv_widths(grow.extract(model, k)) for k in (level, model.num_levels - 1))
+    here, full = (_conv_widths(elastic_net.extract(model, k)) for k in (level, model.num_levels - 1))
     rows = []
     for stage, widths in here.items():
         rows.append({"stage": stage, "convolutions": len(widths), "channels at this level": _span(widths),
@@ -186,16 +186,16 @@ def _all_timings(path: str, mtime: int) -> list[dict[str, float | str]]:
     model = elastic_model(path, mtime)
     shape = input_shape(model, path)
     levels = range(model.num_levels)
-    networks = {**{("extracted", k): grow.extract(model, k) for k in levels},
-                **{("in place", k): grow.LevelView(model, k) for k in levels}}
+    networks = {**{("extracted", k): elastic_net.extract(model, k) for k in levels},
+                **{("in place", k): elastic_net.LevelView(model, k) for k in levels}}
     measured = deploy.measure_latencies(networks, shape, warmup=3, repeats=10, rounds=5)
     out = []
     for k in levels:
         lat = measured["extracted", k]
         out.append({"extracted_ms": lat.median_ms, "extracted_p10_ms": lat.p10_ms, "extracted_p90_ms": lat.p90_ms,
                     "repeats": lat.repeats, "in_place_ms": measured["in place", k].median_ms,
-                    "host": lat.host, "threads": lat.threads, "switch_us": grow.switch_time_us(model, k),
-                    "switch_cached_us": grow.switch_time_us(model, k, cached=True)})
+                    "host": lat.host, "threads": lat.threads, "switch_us": elastic_net.switch_time_us(model, k),
+                    "switch_cached_us": elastic_net.switch_time_us(model, k, cached=True)})
     return out
 
 

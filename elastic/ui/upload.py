@@ -15,7 +15,7 @@ from elastic.checkpoints import MAX_UPLOAD_BYTES, display_name
 from elastic.data import DATASETS
 from elastic.errors import ElasticError
 from elastic.filecheck import FileReport, check_bytes, check_size, with_recorded
-from elastic.methods.grow import ElasticNet
+from elastic.methods.elastic_net import ElasticNet
 from elastic.models import ARCHS
 from elastic.profile import ModelProfile, profile_model
 from elastic.train import evaluate

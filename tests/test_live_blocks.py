@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from elastic import live
 from elastic.checkpoints import load_model
 from elastic.data import load_dataset
+from elastic.errors import ElasticError
 from elastic.methods.blocks import candidate_blocks, remove
 from elastic.models import build_model
 from elastic.profile import profile_model
@@ -90,3 +92,32 @@ def test_the_network_is_drawn_as_stem_stages_and_head():
     assert [stage for stage, _ in parts] == ["stem", "layer1", "layer2", "layer3", "head"]
     assert [len(names) for _, names in parts] == [1, 9, 9, 9, 1]
     assert parts[1][1][0] == "layer1.0"
+
+
+def test_blocks_cut_from_the_exported_graph_compute_what_the_smaller_network_does():
+    import onnxruntime as ort
+    torch_model = build_model("resnet56", 10).eval()
+    exported = live.Exported(torch_model, (3, 32, 32))
+    full = len(exported.graph.graph.node)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for blocks in (["layer1.1"], ["layer3.8"], ["layer1.2", "layer2.5", "layer3.1", "layer3.2"]):
+        network, onnx_model = exported.without(blocks)
+        session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.inference_mode():
+            expected = remove(torch_model, blocks).eval()(x)
+        assert torch.allclose(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+        assert profile_model(network, (3, 32, 32)).macs == profile_model(remove(torch_model, blocks),
+                                                                           (3, 32, 32)).macs
+        cut = live.cut_blocks(exported.graph, blocks)
+        assert len(cut.graph.node) < full and not any("/layer1/layer1.1/" in n.name for n in cut.graph.node
+                                                      if blocks == ["layer1.1"])
+    assert len(exported.graph.graph.node) == full               # the baseline's graph is left as it was
+
+
+def test_cutting_what_is_not_a_block_is_refused():
+    exported = live.Exported(build_model("resnet20", 10).eval(), (3, 32, 32))
+    with pytest.raises(ElasticError, match="no nodes of block layer9.9"):
+        exported.without(["layer9.9"])
+    with pytest.raises(ElasticError, match="output"):
+        live.cut_blocks(exported.graph, ["fc"])

@@ -218,8 +218,9 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def onnx_session(path: str | Path, threads: int | None = 1):
-    """An onnxruntime CPU session for the file (`threads` None: onnxruntime's default)."""
+def onnx_session(path: str | Path | bytes, threads: int | None = 1):
+    """An onnxruntime CPU session for the file, or for a serialized model given
+    as bytes (`threads` None: onnxruntime's default)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -228,4 +229,5 @@ def onnx_session(path: str | Path, threads: int | None = 1):
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

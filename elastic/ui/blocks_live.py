@@ -3,7 +3,7 @@ stages and blocks, blocks removed by the user and measured now (`elastic.live`),
 and the direct step (every candidate measured on the validation split) run live.
 
 Models and images come from `st.cache_resource` and are shared by every session:
-nothing here changes them (`live.without` copies before removing). Measurements
+nothing here changes them (`live.Exported.without` copies before removing). Measurements
 are cached as plain data, keyed by the baseline's run id.
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Baseline:
     val_acc: float
     test_acc: float
     candidates: tuple[str, ...]
+    exported: live.Exported        # exported to ONNX once: each removal is cut out of this graph
 
 
 def baseline(arch: str, dataset: str) -> Baseline | None:
@@ -58,8 +59,10 @@ def _baseline(arch: str, dataset: str, results: str, cache: str) -> Baseline | N
     except ElasticError:
         return None
     model.eval()
-    names = tuple(candidate_blocks(model, (3, spec.input_size, spec.input_size)))
-    return Baseline(model, path, str(row["run_id"]), float(row["val_acc"]), float(row["test_acc"]), names)
+    shape = (3, spec.input_size, spec.input_size)
+    names = tuple(candidate_blocks(model, shape))
+    return Baseline(model, path, str(row["run_id"]), float(row["val_acc"]), float(row["test_acc"]), names,
+                    live.Exported(model, shape))
 
 
 def test_images(dataset: str, count: int | None):
@@ -74,7 +77,8 @@ def measured(arch: str, dataset: str, run_id: str, removed: tuple[str, ...], cou
     """The baseline of `run_id` without `removed`, measured now on the first
     `count` test images (`live.measure`)."""
     splits = data.dataset_splits(dataset)
-    return live.measure(live.without(_base.model, removed), test_images(dataset, count), splits.spec)
+    network, onnx_model = _base.exported.without(removed)
+    return live.measure(network, test_images(dataset, count), splits.spec, onnx_model=onnx_model)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

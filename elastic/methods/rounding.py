@@ -23,7 +23,7 @@ from elastic.models import build_model
 
 
 def fastest_plan_rounding(plan_for: Callable[[int], PrunePlan], input_shape: tuple[int, int, int], *,
-                  target: float, arch: str) -> tuple[int, dict[int, float]]:
+                          target: float, arch: str) -> tuple[int, dict[int, float]]:
     """--round-to auto: of the plans `plan_for(r)` for each multiple r of
     AUTO_ROUNDINGS (the same method, mode and target), the one with the lowest
     onnxruntime latency here, batch 1, one thread, the candidates timed in
@@ -44,7 +44,7 @@ def fastest_plan_rounding(plan_for: Callable[[int], PrunePlan], input_shape: tup
 
 
 def fastest_level_rounding(base: nn.Module, arch: str, num_classes: int, widths: Sequence[float],
-                  input_shape: tuple[int, int, int]) -> tuple[int, dict[int, float]]:
+                           input_shape: tuple[int, int, int]) -> tuple[int, dict[int, float]]:
     """--round-to auto: the multiple of AUTO_ROUNDINGS whose levels run fastest
     in onnxruntime here (batch 1, one thread, every level of every candidate
     timed in interleaved rounds; the sum of the levels' medians decides), and

@@ -171,12 +171,17 @@ def measure(model: nn.Module, images: ImageSet, spec: DatasetSpec, *, repeats: i
 
 
 def scan(model: nn.Module, candidates: Sequence[str], images: ImageSet, spec: DatasetSpec, *,
-         on_progress: ScanProgress | None = None) -> dict[str, float]:
+         on_progress: ScanProgress | None = None, exported: Exported | None = None) -> dict[str, float]:
     """The direct step of block pruning: {candidate: accuracy (%) on `images`
-    with that block alone removed}, each measured in onnxruntime."""
+    with that block alone removed}, each measured in onnxruntime, cut from one
+    export of `model` (`exported`, if it has been exported already)."""
     shape = (3, spec.input_size, spec.input_size)
-    return block_scan(model, candidates, lambda m: OnnxNetwork(m, shape).accuracy(images, spec),
-                      on_progress=on_progress)
+    exported = exported or Exported(model, shape)
+    def accuracy(cut: tuple[nn.Module, bytes]) -> float:
+        network, onnx_model = cut
+        return OnnxNetwork(network, shape, onnx_model).accuracy(images, spec)
+    return block_scan(model, candidates, accuracy, on_progress=on_progress,
+                      remover=lambda _, names: exported.without(names))
 
 
 def ranking(scores: dict[str, float], reference: float) -> list[dict[str, Any]]:

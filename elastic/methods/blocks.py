@@ -16,7 +16,7 @@ import copy
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import fx, nn
@@ -59,14 +59,17 @@ def remove(model: nn.Module, names: Sequence[str]) -> nn.Module:
     return remove_blocks(copy.deepcopy(model), list(names))
 
 
-def block_scan(model: nn.Module, candidates: Sequence[str], evaluate_fn: EvaluateFn, *,
-               on_progress: ScanProgress | None = None) -> dict[str, float]:
-    """Accuracy measured with each candidate removed on its own: {name: evaluate_fn(model without it)}."""
+def block_scan(model: nn.Module, candidates: Sequence[str], evaluate_fn: Callable[[Any], float], *,
+               on_progress: ScanProgress | None = None,
+               remover: Callable[[nn.Module, list[str]], Any] = remove) -> dict[str, float]:
+    """Accuracy measured with each candidate removed on its own: {name:
+    evaluate_fn(remover(model, [name]))}; `remover` makes the network without
+    it (default: `remove`, a smaller copy of the model)."""
     scores: dict[str, float] = {}
     for done, name in enumerate(candidates):
         if on_progress:
             on_progress(done, len(candidates), name)
-        scores[name] = float(evaluate_fn(remove(model, [name])))
+        scores[name] = float(evaluate_fn(remover(model, [name])))
     if on_progress:
         on_progress(len(candidates), len(candidates), None)
     return scores

@@ -87,7 +87,8 @@ def scanned(arch: str, dataset: str, run_id: str, _base: Baseline, _on_progress:
     """The direct step on the whole validation split: each candidate removed on
     its own, accuracy measured without it."""
     splits = data.dataset_splits(dataset)
-    return live.scan(_base.model, _base.candidates, splits.val, splits.spec, on_progress=_on_progress)
+    return live.scan(_base.model, _base.candidates, splits.val, splits.spec, on_progress=_on_progress,
+                     exported=_base.exported)
 
 
 def precompute(arch: str = "resnet20", dataset: str = "cifar10", pause: Callable[[], None] = lambda: None) -> None:

@@ -42,14 +42,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(results: Path, log: Path) -> Iterator[str]:
-    """`streamlit run app.py` on 127.0.0.1 with these results; yields its URL and
-    always stops it."""
+def streamlit_server(results: Path, log: Path, app: Path = ROOT / "app.py") -> Iterator[str]:
+    """`streamlit run app.py` (or another app) on 127.0.0.1 with these results;
+    yields its URL and always stops it."""
     port = free_port()
     env = {**os.environ, "ELASTIC_RESULTS_DIR": str(results)}
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

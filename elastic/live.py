@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from elastic.data import DatasetSpec, ImageSet
-from elastic.deploy import Latency, export_onnx, exported_sessions, onnx_session, time_runners, verify_onnx
+from elastic.deploy import (Latency, export_onnx, exported_sessions, onnx_session, private_copy, time_runners,
+                            verify_onnx)
 from elastic.errors import ElasticError
 from elastic.methods.blocks import ScanProgress, block_scan, remove
 from elastic.profile import profile_model
@@ -81,7 +82,7 @@ class Exported:
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int]) -> None:
         import onnx
-        self.model = remove(model, [])                     # a private copy
+        self.model = private_copy(model)
         self.input_shape = input_shape
         with tempfile.TemporaryDirectory(prefix="elastic-live-") as tmp:
             self.graph = onnx.load(str(export_onnx(self.model, Path(tmp) / "model.onnx", input_shape)))
@@ -177,6 +178,7 @@ def scan(model: nn.Module, candidates: Sequence[str], images: ImageSet, spec: Da
     export of `model` (`exported`, if it has been exported already)."""
     shape = (3, spec.input_size, spec.input_size)
     exported = exported or Exported(model, shape)
+
     def accuracy(cut: tuple[nn.Module, bytes]) -> float:
         network, onnx_model = cut
         return OnnxNetwork(network, shape, onnx_model).accuracy(images, spec)

@@ -38,7 +38,7 @@ RENDERED = """([card, old]) => {
   if (!text || text === old) return false;
   const m = text.match(/Best under (.+?)(?: on the |:)/);
   if (!m) return false;
-  return [...document.querySelectorAll('.annotation-text')].some(e => e.textContent === 'budget ' + m[1]);
+  return [...document.querySelectorAll('.vega-embed text')].some(e => e.textContent === 'budget ' + m[1]);
 }"""
 # True once the page's title is `title` and Streamlit is not running the script.
 PAGE_DONE = """(title) => {

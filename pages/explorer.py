@@ -7,7 +7,7 @@ import streamlit as st
 
 from elastic import catalog, explore
 from elastic.methods import METHODS
-from elastic.ui import cards, data, figures, page, state, widgets
+from elastic.ui import cards, charts, data, figures, page, state, widgets
 
 page.start("Explorer",
            "Every measured configuration, accuracy against MACs, parameters, memory and latency. "
@@ -74,10 +74,8 @@ def budget_view(rows: pd.DataFrame) -> None:
     st.html(figures.legend_html(rows["method"], best=pick.row is not None))
     for pair in (plotted[:2], plotted[2:]):
         for cell, shown in zip(st.columns(2), pair):
-            figure = figures.tradeoff_figure(rows, shown, budget=budget if shown.key == metric.key else None,
-                                             best=pick.row, legend=False)
-            cell.plotly_chart(figures.unchecked(figure),
-                              width="stretch", config={"displaylogo": False}, key=f"plot.{shown.key}")
+            cell.vega_lite_chart(charts.tradeoff_chart(rows, shown, budget=budget if shown.key == metric.key else None,
+                                                       best=pick.row), width="stretch")
     legend = ("Complexity-driven rows' marker shape: ■ PA, ◆ FA, ▲ MA (● every other row). Lines: each "
               "method's Pareto front. "
               "Dashed: the budget. Red ring: the chosen configuration. Hover a point for its configuration.")

@@ -27,9 +27,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 CARD = ".st-key-best-card"
-# The explorer's four plots all drawn (each plot has several .main-svg layers, so count plots, not layers).
-FOUR_PLOTS = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
-              ".filter(e => e.querySelector('.main-svg')).length >= 4")
+# The explorer's four panels all drawn: four Vega views with marks in their SVG.
+FOUR_PLOTS = ("() => [...document.querySelectorAll('.vega-embed')]"
+              ".filter(e => e.querySelector('svg .role-mark')).length >= 4")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
                                 reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
@@ -109,7 +109,7 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
             page.goto(f"{url}/?{query}")
             card = page.locator(CARD)
             card.wait_for(timeout=60_000)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            page.wait_for_function(FOUR_PLOTS, timeout=60_000)
             print(f"first page: {time.monotonic() - started:.1f} s")
             before = card.inner_text()
             assert top["run_id"] in before and f"Best under {explore.format_quantity(spec.to_base(start), macs)}" in before
@@ -124,12 +124,12 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
             assert now != before and top["run_id"] not in now
             budget_text = explore.format_quantity(spec.to_base(start - presses * spec.step), macs)
             page.wait_for_function(
-                "(text) => [...document.querySelectorAll('.annotation-text')].some(e => e.textContent === text)",
+                "(text) => [...document.querySelectorAll('.vega-embed text')].some(e => e.textContent === text)",
                 arg=f"budget {budget_text}", timeout=30_000)      # the plot moved its budget line too
             moved = f"budget={explore.plain_number(spec.to_base(start - presses * spec.step))}"
             page.wait_for_function("(text) => window.location.search.includes(text)", arg=moved,
                                    timeout=10_000)                # the URL shares the new view
-            page.wait_for_timeout(500)                            # let plotly finish drawing
+            page.wait_for_timeout(500)                            # let the views finish drawing
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

@@ -91,8 +91,8 @@ def test_budget_label_stays_inside_its_plot_at_a_low_budget(browser_page, shippe
     smallest = rows["macs"].min()
     open_explorer(page, url, dataset="cifar10", arch="resnet20", metric="macs",
                   budget=explore.plain_number(smallest * 1.01))
-    label = page.locator(".annotation-text", has_text=re.compile("^budget ")).first
-    plot = page.locator(".js-plotly-plot").filter(has=label).first
+    label = page.locator(".vega-embed text", has_text=re.compile("^budget ")).first
+    plot = page.locator(".vega-embed").filter(has=page.locator("text", has_text=re.compile("^budget "))).first
     box, area = label.bounding_box(), plot.bounding_box()
     assert box["x"] >= area["x"] and box["x"] + box["width"] <= area["x"] + area["width"], (box, area)
 
@@ -123,7 +123,7 @@ def test_the_explorer_reads_at_400_px(browser_page):
     page.set_viewport_size({"width": 400, "height": 1800})
     try:
         open_explorer(page, url, dataset="cifar10", arch="resnet20")
-        widths = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(e => "
+        widths = page.evaluate("() => [...document.querySelectorAll('.vega-embed')].map(e => "
                                "e.getBoundingClientRect().width)")
         overflow = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollWidth")
         page.screenshot(path=str(SHOTS / "explorer-400px.png"), full_page=True)

@@ -1,5 +1,7 @@
-"""The explorer's figures are valid plotly figures: the page hands them to
-plotly unchecked (figures.unchecked), so plotly's own validation runs here."""
+"""The pages' figures: the plotly ones are valid plotly figures (pages hand them to
+plotly unchecked, figures.unchecked, so plotly's own validation runs here), and the
+Explorer's Vega-Lite panels keep their spec while the budget moves."""
+import json
 import math
 
 import plotly.graph_objects as go
@@ -7,7 +9,7 @@ import pytest
 
 from elastic import explore
 from elastic.results import RESULTS_DIR, load_all
-from elastic.ui import figures
+from elastic.ui import charts, figures
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +39,52 @@ def test_figure_without_measurements_is_valid(rows):
     figure = figures.tradeoff_figure(rows.assign(**{metric.column: math.nan}), metric, budget=1.0)
     checked = go.Figure(figure)
     assert [a.text for a in checked.layout.annotations] == [explore.NOT_MEASURED]
+
+
+# ---- the Explorer's panels (Vega-Lite, elastic.ui.charts) --------------------------------
+
+def _spec_text(chart: dict) -> str:
+    return json.dumps({k: v for k, v in chart.items() if k != "datasets"}, sort_keys=True)
+
+
+@pytest.mark.parametrize("key", [m.key for m in explore.plotted("macs")])
+def test_a_budget_move_changes_only_the_budget_and_best_datasets(rows, key):
+    metric = explore.METRICS[key]
+    low, high = float(rows[metric.column].min()) * 1.01, float(rows[metric.column].quantile(0.9))
+    charts_at = {}
+    for budget in (low, high):
+        pick = explore.best_under_budget(rows, metric, budget)
+        charts_at[budget] = (charts.tradeoff_chart(rows, metric, budget=budget, best=pick.row), pick)
+    (a, pick_a), (b, pick_b) = charts_at[low], charts_at[high]
+    assert _spec_text(a) == _spec_text(b)              # the browser updates the view in place
+    for name in ("points", "fronts"):
+        assert a["datasets"][name].equals(b["datasets"][name])
+    unit = explore.choose_unit(metric, float(rows[metric.column].max()))
+    scale = unit.scale
+    for chart, budget, pick in ((a, low, pick_a), (b, high, pick_b)):
+        line = chart["datasets"]["budget"]
+        assert line["x"].tolist() == pytest.approx([budget / scale])
+        assert line["label"].iloc[0] == f"budget {explore.format_quantity(budget, metric, unit)}"
+        ring = chart["datasets"]["best"]
+        assert ring["y"].tolist() == pytest.approx([pick.row["test_acc"]])
+        assert ring["x"].tolist() == pytest.approx([pick.row[metric.column] / scale])
+        # The label sits inside the plot on the side with room: right of a line in the axis's left half.
+        half = float(rows[metric.column].max()) / 2
+        assert line["side"].iloc[0] == ("left" if budget < half else "right")
+
+
+def test_every_configuration_is_a_point_and_the_baseline_is_drawn_last(rows):
+    metric = explore.METRICS["macs"]
+    chart = charts.tradeoff_chart(rows, metric)
+    points = chart["datasets"]["points"]
+    assert len(points) == len(rows) and points["method"].iloc[-1] == "baseline"
+    assert chart["datasets"]["budget"].empty and chart["datasets"]["best"].empty     # no budget: nothing drawn
+    complexity = points[points["method"] == "complexity"]
+    assert set(complexity["symbol"]) <= {"square", "diamond", "triangle-up"}
+    assert set(points[points["method"] != "complexity"]["symbol"]) == {"circle"}
+
+
+def test_chart_without_measurements_says_so(rows):
+    metric = explore.METRICS["latency_ort"]
+    chart = charts.tradeoff_chart(rows.assign(**{metric.column: math.nan}), metric, budget=1.0)
+    assert chart["datasets"]["note"]["text"].tolist() == [explore.NOT_MEASURED]

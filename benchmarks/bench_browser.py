@@ -8,7 +8,8 @@ Playwright. Prints, with the machine's load average:
   move timed until the card shows the new budget AND the plot's budget line is
   labelled with it (card and plots agree), p50 / p95;
 - page switch: a click on each page in the menu, until its title is shown and
-  the page has finished running, p50 / p95;
+  the page has finished running, p50 / p95, then each page's times in order
+  (the first visit of a page first);
 - Elastic page: the first visit (every level evaluated and timed once), then
   each level switch until its accuracy is shown, p50 / p95.
 
@@ -138,20 +139,23 @@ def main() -> int:
             page.wait_for_function(RENDERED, arg=[CARD, old], timeout=30_000, polling="raf")
             moves.append((time.perf_counter() - t0) * 1000)
 
-        switches = []
+        switches: dict[str, list[float]] = {title: [] for title in PAGES}
         for _ in range(args.switches):
             for title in PAGES:
                 t0 = time.perf_counter()
                 page.get_by_role("link", name=MENU.get(title, title), exact=True).click()
                 page.wait_for_function(PAGE_DONE, arg=title, timeout=60_000, polling="raf")
-                switches.append((time.perf_counter() - t0) * 1000)
+                switches[title].append((time.perf_counter() - t0) * 1000)
         elastic_first, levels = elastic_times(page, url)
         browser.close()
         log = (Path(tmp) / "streamlit.log").read_text()
     print(f"cold start (fresh browser, fresh server, until the card and 4 plots are drawn): {cold:.2f} s")
     print(f"slider -> card and plots agree on the new budget: {spread(moves, 'ms')}")
-    if switches:
-        print(f"page switch (menu click -> page done): {spread(switches, 'ms')}")
+    if args.switches:
+        every = [ms for times in switches.values() for ms in times]
+        print(f"page switch (menu click -> page done): {spread(every, 'ms')}")
+        for title, times in switches.items():
+            print(f"  {title:<24} {' '.join(f'{ms:.0f}' for ms in times)} ms")
     if elastic_first is not None:
         print(f"elastic page, first visit (every level evaluated and timed): {elastic_first:.2f} s; "
               f"level switch: {spread(levels, 'ms')}")

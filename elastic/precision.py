@@ -33,8 +33,19 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# The widest vector unit of a CPU, by its /proc/cpuinfo flag, widest first: two
+# machines that share a model name ("AMD EPYC") can differ in it, and so in speed.
+VECTOR_UNITS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def vector_unit(flags: set[str]) -> str:
+    """'AMX', 'AVX-512 BF16', 'AVX-512', 'AVX2' or '' for a CPU with `flags`."""
+    return next((name for flag, name in VECTOR_UNITS if flag in flags), "")
+
+
 def cpu_name() -> str:
-    """This machine's CPU model and core count, e.g. 'AMD EPYC, 2 cores'."""
+    """This machine's CPU model, core count and widest vector unit, e.g.
+    'AMD EPYC, 2 cores, AVX2'."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -43,7 +54,8 @@ def cpu_name() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    unit = vector_unit(cpu_flags())
+    return f"{cpu}, {os.cpu_count()} cores" + (f", {unit}" if unit else "")
 
 
 def native_bf16() -> bool:

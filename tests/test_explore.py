@@ -275,6 +275,15 @@ def test_baseline_and_reductions():
     assert explore.baseline_for(rows.iloc[3:], pruned) is None
 
 
+def test_a_row_is_compared_with_the_baseline_of_its_own_precision():
+    rows = make_rows(dict(method="baseline", precision="fp32", test_acc=84.0),
+                     dict(method="baseline", precision="bf16", test_acc=83.5),
+                     dict(method="complexity", precision="bf16", macs=10_000_000),
+                     dict(method="complexity", precision="fp32", macs=10_000_000))
+    assert explore.baseline_for(rows, rows.iloc[2].to_dict())["run_id"] == "r1"
+    assert explore.baseline_for(rows, rows.iloc[3].to_dict())["run_id"] == "r0"
+
+
 def test_measured_summary_reports_reductions_within_one_point():
     rows = make_rows(dict(method="baseline", test_acc=90),
                      dict(method="complexity", params=135_000, macs=20_000_000, test_acc=89.5),

@@ -10,7 +10,7 @@ from elastic import identity
 from elastic.cli import main
 from elastic.data import load_dataset
 from elastic.models import build_model
-from elastic.precision import native_bf16, resolve
+from elastic.precision import cpu_flags, cpu_name, native_bf16, resolve, vector_unit
 from elastic.results import RESULTS_DIR, read_results
 from elastic.runs import checkpoint_path
 from elastic.train import Recipe, train
@@ -116,6 +116,16 @@ def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16():
     assert resolve("auto", "cpu") in (("fp32", "bf16") if native_bf16() else ("fp32",))
     with pytest.raises(ValueError, match="unknown precision"):
         resolve("fp16", "cpu")
+
+
+def test_the_cpu_is_named_with_its_widest_vector_unit():
+    # Two "AMD EPYC" machines, one with AVX2 only and one with AVX-512 BF16, train
+    # and run at very different speeds; rows must tell them apart.
+    assert vector_unit({"sse2", "avx2"}) == "AVX2"
+    assert vector_unit({"avx2", "avx512f", "avx512_bf16"}) == "AVX-512 BF16"
+    assert vector_unit({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}) == "AMX"
+    assert vector_unit({"sse2"}) == ""
+    assert cpu_name().endswith(vector_unit(cpu_flags()))
 
 
 OLD_HEADER = ("run_id,dataset,arch,method,mode,target,level,test_acc,val_acc,acc_before_ft,params,macs,"

@@ -722,8 +722,9 @@ def test_twenty_explorer_sessions_each_highlight_their_own_choice(explorer_env):
 
 def test_a_killed_training_resumes_from_its_last_epoch(tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "results.csv"
+    # fp32 named: under auto a CPU with native bf16 would train (and name its files) in bf16.
     argv = ["train", "--arch", "resnet20", "--data", "synthetic", "--epochs", "3", "--batch-size", "32",
-            "--train-subset", "64", "--out", str(out)]
+            "--train-subset", "64", "--precision", "fp32", "--out", str(out)]
     folder = cache / "checkpoints"
 
     def resume_files():

@@ -117,8 +117,9 @@ def best_under_budget(rows: pd.DataFrame, metric: Metric, budget: float, *,
 
 def baseline_for(frame: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any] | None:
     """The baseline a row is compared with: same dataset and architecture, the
-    row's training schedule first, real data before synthetic, then the most
-    epochs, then the newest."""
+    row's training schedule first, real data before synthetic, the row's own
+    precision (a bf16 row against the bf16 baseline), then the most epochs, then
+    the newest."""
     # Ranked on numpy columns and only the chosen row taken (the card runs this on every slider move).
     index = np.flatnonzero(((frame["dataset"] == row["dataset"]) & (frame["arch"] == row["arch"])
                             & (frame["method"] == "baseline")).to_numpy(dtype=bool))
@@ -128,10 +129,11 @@ def baseline_for(frame: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any] | N
     own = row.get("schedule") or UNRECORDED
     other = (schedule_of(rows) != own).to_numpy(dtype=bool)
     synthetic = (rows["data_source"] == "synthetic").to_numpy(dtype=bool)
+    precision = (rows["precision"] != row.get("precision")).to_numpy(dtype=bool)
     neg_epochs = -rows["epochs"].to_numpy(dtype=float, na_value=np.nan)
     # Newest first: the dates' descending rank, ties kept in row order.
     newest = -pd.Series(rows["date"].astype(str).to_numpy()).rank(method="dense").to_numpy()
-    order = np.lexsort((np.arange(len(index)), newest, neg_epochs, synthetic, other))
+    order = np.lexsort((np.arange(len(index)), newest, neg_epochs, precision, synthetic, other))
     return frame.iloc[index[order[0]]].to_dict()
 
 

@@ -109,9 +109,12 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
               stop_after: float | None = None, estimate: Callable[[Job], float] | None = None,
               clock: Callable[[], float] = time.perf_counter,
               on_event: Callable[[str, Job, SweepReport], None] | None = None,
-              main: Callable[[list[str]], int] | None = None) -> SweepReport:
+              main: Callable[[list[str]], int] | None = None, done: set[str] | None = None) -> SweepReport:
     """Run the jobs not yet in the ledger, respecting `after`, `workers` at a time
     (or on Ray). A job whose prerequisite failed is not started.
+
+    done: the keys that count as finished (default: the ledger's; see
+    `counted_done` for a sweep whose precision is 'auto').
 
     stop_after: seconds from now after which no job is started; those running
     finish and the rest are left for the next run (for time-boxed machines). With
@@ -122,7 +125,7 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
     this process, else each in a child process."""
     report = SweepReport()
     started = clock()
-    done = finished(results)
+    done = set(finished(results) if done is None else done)
     pending = []
     for job in jobs:
         (report.skipped if job.key in done else pending).append(job.key if job.key in done else job)
@@ -166,6 +169,20 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
             on_event("done" if code == 0 else "failed", job, report)
     report.seconds = clock() - started
     return report
+
+
+def counted_done(jobs: list[Job], ledger: set[str], twins: list[Job] = (),
+                 needs_again: Callable[[Job], bool] = lambda job: False) -> set[str]:
+    """The keys of `jobs` that a sweep counts as finished: those in the ledger,
+    and those whose twin (the same job in the other arithmetic, `twins[i]` for
+    `jobs[i]`) is, for a sweep that lets the machine pick its precision (a row
+    trained in fp32 on one machine is not trained again in bf16 on the next).
+    A finished job that a job still to run starts from, and that `needs_again`
+    (its checkpoint is not on this machine), is not counted: it runs again first."""
+    done = {job.key for i, job in enumerate(jobs)
+            if job.key in ledger or (i < len(twins) and twins[i].key in ledger)}
+    waiting = {name for job in jobs if job.key not in done for name in job.after}
+    return {job.key for job in jobs if job.key in done and not (job.name in waiting and needs_again(job))}
 
 
 class Estimator:

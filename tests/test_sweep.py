@@ -13,7 +13,7 @@ from elastic import sweep
 from elastic.cli import main
 from elastic.results import read_results
 from elastic.grids import GRIDS, GridOptions
-from elastic.sweep import finished
+from elastic.sweep import counted_done, finished
 
 REPO = Path(__file__).resolve().parent.parent
 # rows the smoke grid writes: baseline, complexity FA, uniform, block and block-l1
@@ -130,6 +130,45 @@ def test_the_ledger_runs_a_job_again_when_its_epochs_change(tmp_path):
     assert again.ran == [two[0].key] and not again.skipped
     assert len(read_results(out)) == 2               # two runs, two rows
     assert run_sweep(one, out).skipped == [one[0].key]
+
+
+def test_a_sweep_on_auto_precision_counts_a_job_done_in_the_other_arithmetic(tmp_path):
+    grid, out = GRIDS.get("cpu"), tmp_path / "cpu.csv"
+    fp32 = grid.make(GridOptions(out, extra=("--precision", "fp32")))
+    bf16 = grid.make(GridOptions(out, extra=("--precision", "bf16")))
+    assert [j.name for j in fp32] == [j.name for j in bf16] and fp32[0].key != bf16[0].key
+    ledger = {fp32[0].key}                           # the ResNet-56 baseline, trained in fp32 elsewhere
+    assert counted_done(bf16, ledger) == set()       # --precision bf16 named: only bf16 counts
+    assert counted_done(bf16, ledger, fp32) == {bf16[0].key}
+
+
+def test_a_finished_baseline_without_its_checkpoint_counts_only_while_nothing_starts_from_it(tmp_path):
+    jobs = [j for j in smoke_jobs(tmp_path / "r.csv") if j.name.split("/")[2] in ("baseline", "block")]
+    baseline, block = jobs
+    assert block.after == (baseline.name,)
+    gone = lambda job: job is baseline               # noqa: E731  its checkpoint is not on this machine
+    assert counted_done(jobs, {baseline.key}, needs_again=gone) == set()
+    assert counted_done(jobs, {baseline.key, block.key}, needs_again=gone) == {baseline.key, block.key}
+
+
+def test_the_sweep_trains_a_baseline_again_when_its_checkpoint_is_gone(tmp_path):
+    # A new machine has the ledger and the rows (committed) but not the cache.
+    out = tmp_path / "smoke.csv"
+    env = {**os.environ, "ELASTIC_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "elastic", "sweep", "--grid", "smoke", "--out", str(out), "--precision", "fp32"]
+    first = subprocess.run([*cmd, "--methods", "baseline"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    for path in (tmp_path / "cache" / "checkpoints").glob("*.pt"):
+        path.unlink()
+    listed = subprocess.run([*cmd, "--methods", "baseline", "block", "--list"], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.splitlines()[0].startswith("todo* cifar10/resnet20/baseline")
+    again = subprocess.run([*cmd, "--methods", "baseline", "block"], cwd=REPO, env=env, capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 ran, 0 already done, 0 failed" in again.stdout
+    assert read_results(out)["method"].value_counts().to_dict() == {"baseline": 1, "block": 2}
 
 
 class FakeClock:

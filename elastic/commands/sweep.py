@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,10 +15,11 @@ from elastic.argtypes import device, integer, number
 from elastic.atomic import check_creatable
 from elastic.commands.options import add_precision_arg, precision_for
 from elastic.errors import ElasticError
-from elastic.grids import GRID_METHODS, GRIDS, GridOptions
+from elastic.grids import GRID_METHODS, GRIDS, GridOptions, Job
 from elastic.models import ARCHS
 from elastic.results import results_dir
-from elastic.sweep import Estimator, finished, ledger_path, run_sweep as run_jobs
+from elastic.runs import find_baseline
+from elastic.sweep import Estimator, counted_done, finished, ledger_path, run_sweep as run_jobs
 from elastic.train import pick_device
 
 
@@ -44,6 +46,21 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="print the jobs and whether they are done, run nothing")
 
 
+def baseline_missing(job: Job) -> bool:
+    """True for a baseline job whose trained checkpoint is neither in this
+    machine's cache nor shipped (a new machine: the jobs that start from it need
+    it trained again)."""
+    dataset, arch, method, *_ = job.name.split("/")
+    if method != "baseline":
+        return False
+    results = Path(job.argv[job.argv.index("--out") + 1]) if "--out" in job.argv else None
+    try:
+        find_baseline(dataset, arch, results, synthetic="synthetic" in job.argv)
+    except ElasticError:
+        return True
+    return False
+
+
 def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> None:
     """`main` (the command line's entry point) runs one-worker jobs in this process."""
     if args.out:
@@ -59,11 +76,21 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
     precision = precision_for(args, pick_device(args.device or "auto"))
     extra = (*(("--device", args.device) if args.device else ()), "--precision", precision)
     opts = GridOptions(out, args.epochs, tuple(args.archs), tuple(args.methods), extra)
-    jobs = GRIDS.get(args.grid).make(opts)
-    done = finished(out)
+    grid = GRIDS.get(args.grid)
+    jobs = grid.make(opts)
+    twins = []
+    if args.precision == "auto":       # a job done in the other arithmetic counts as done
+        other = {"fp32": "bf16", "bf16": "fp32"}[precision]
+        twins = grid.make(replace(opts, extra=(*extra[:-1], other)))
+    ledger = finished(out)
+    done = counted_done(jobs, ledger, twins, needs_again=baseline_missing)
     if args.list:
+        recorded = counted_done(jobs, ledger, twins)
         for job in jobs:
-            print(f"{'done' if job.key in done else 'todo'}  {job.name:<40} {job.command}")
+            state = "done" if job.key in done else "todo*" if job.key in recorded else "todo"
+            print(f"{state:<5} {job.name:<40} {job.command}")
+        if recorded - done:
+            print("todo*: finished, but its checkpoint is not on this machine and a job still to run starts from it")
         return
     workers = args.workers or (4 if torch.cuda.is_available() else 1)
     bar = tqdm(total=len(jobs), initial=len([j for j in jobs if j.key in done]), desc=f"sweep {args.grid}",
@@ -79,7 +106,7 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
     stop_after = None if args.stop_after is None else args.stop_after * 60
     estimate = Estimator(precision, ledger_path(out)) if stop_after is not None else None
     report = run_jobs(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
-                   on_event=on_event, main=main)
+                      on_event=on_event, main=main, done=done)
     bar.close()
     left = f", {len(report.not_started)} left for the next run" if report.not_started else ""
     for key in [k for k in report.not_started if k in report.too_long][:5]:

@@ -32,7 +32,7 @@ with st.expander("Every layer"):
 
 st.subheader("What PA, FA and MA prune")
 target = st.slider("Keep this fraction of the mode's metric (PA: parameters, FA: FLOPs, MA: memory)",
-                   0.1, 1.0, 0.5, 0.05, key="layers.target")
+                   0.1, 1.0, models.DEFAULT_TARGET, 0.05, key="layers.target")
 plans, failed = {}, {}
 for mode in explore.MODES:
     try:

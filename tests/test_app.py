@@ -447,3 +447,13 @@ def test_the_explorer_budgets_on_onnxruntime_latency_and_shows_the_efficiency(tm
     assert "(low: this MAC cut buys little speed)" in text          # half the MAC cut turns into speed
     assert {c.proto.label for c in at.selectbox} >= {"Budget on"}
     assert widget(at.selectbox, "Budget on").value == "latency_ort"
+
+
+def test_the_warm_up_fills_the_layer_pages_caches_between_pauses():
+    from elastic.ui import models
+    calls = []
+    models.precompute(pause=lambda: calls.append("pause"))
+    assert calls == ["pause"] * 4                  # the layer table, then PA, FA and MA
+    layers, totals = models.layer_table("resnet20", "cifar10")
+    assert totals["macs"] == 40_813_184 and set(layers["kind"]) >= {"conv", "linear"}
+    assert models.plan("resnet20", "cifar10", "FA", models.DEFAULT_TARGET)["achieved"]["macs"] <= 0.5 + 1e-9

@@ -7,7 +7,7 @@ Tables and plans come from `st.cache_data` as plain data.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -53,6 +53,21 @@ def layer_table(arch: str, dataset: str) -> tuple[pd.DataFrame, dict[str, int]]:
     totals = {"params": prof.params, "macs": prof.macs, "peak_mem_fp32": prof.peak_memory_bytes(4),
               "peak_mem_int8": prof.peak_memory_int8(), "weight_bytes": prof.weight_bytes}
     return pd.DataFrame(prof.to_rows()), totals
+
+
+# The Layer complexity page's budget when it opens.
+DEFAULT_TARGET = 0.5
+
+
+def precompute(arch: str = "resnet20", dataset: str = "cifar10", pause: Callable[[], None] = lambda: None) -> None:
+    """What the first visit to the Layer complexity page computes for the
+    default architecture: its layer table and the PA / FA / MA plans at the
+    default budget (the app's warm-up; `pause()` is called before each step)."""
+    pause()
+    layer_table(arch, dataset)
+    for mode in complexity.MODES:
+        pause()
+        plan(arch, dataset, mode, DEFAULT_TARGET)
 
 
 @st.cache_data(show_spinner="Planning...")

@@ -16,8 +16,10 @@ import streamlit as st
 # What the pages after the first one import (torch and the methods): loaded in
 # the background after the first page run, so the first visit to a model
 # page does not wait seconds for `import torch`.
+# torch._dynamo too: torch imports it on the first call of a model, which took
+# 1-3 s on the first page that ran one (measured with AppTest).
 HEAVY_MODULES = ("elastic.ui.models", "elastic.ui.blocks_view", "elastic.ui.blocks_live", "elastic.ui.elastic_view",
-                 "elastic.ui.jobs", "elastic.ui.upload")
+                 "elastic.ui.jobs", "elastic.ui.upload", "torch._dynamo")
 # When the warm-up works. It imports HEAVY_MODULES from IMPORT_AFTER_S after
 # the first page run on (before that the browser is still drawing the first
 # page, and an import then delays it by seconds, measured), each once no page
@@ -95,8 +97,9 @@ def start(title: str, caption: str) -> None:
 def warm_up() -> threading.Thread:
     """Import HEAVY_MODULES in a daemon thread, once per server process; then,
     unless $ELASTIC_PRECOMPUTE is 0 (the tests set it), fill the caches that the
-    first visits to the live pages need (every level of the shipped elastic
-    checkpoints evaluated and timed, the block page's trained baseline measured),
+    first visits to the model pages need (the layer table and plans, every level
+    of the shipped elastic checkpoints evaluated and timed, the block page's
+    trained baseline measured),
     so those visits wait for nothing; it waits while the app is in use (when
     each part runs: IMPORT_AFTER_S and the others above). A failure there only
     logs a line: the page then computes on its first visit, as it would
@@ -110,7 +113,7 @@ def warm_up() -> threading.Thread:
         if os.environ.get("ELASTIC_PRECOMPUTE", "1") == "0":
             return
         time.sleep(max(0.0, started + PRECOMPUTE_AFTER_S - time.monotonic()))
-        for name in ("elastic.ui.elastic_view", "elastic.ui.blocks_live"):
+        for name in ("elastic.ui.models", "elastic.ui.elastic_view", "elastic.ui.blocks_live"):
             try:
                 importlib.import_module(name).precompute(pause=wait_until_idle)
             except Exception as err:  # best effort: the page computes what is missing itself

@@ -8,8 +8,10 @@ Configurations (fresh weights: latency does not depend on their values):
   parameters and memory, so their MACs differ), and FA with widths rounded to 8,
   16 and 32 (where the rounded plan reaches the target), each drawn with
   seeds 0-2 (complexity pruning samples its layers, and how fast a plan runs
-  depends on which layers the draw made narrow);
-- uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded;
+  depends on which layers the draw made narrow), at 0.5 and at each of
+  `--targets` (default 0.7: a milder cut);
+- uniform thinning to 0.5 of the MACs (`complexity.uniform_plan`), also rounded,
+  and rounded at each of `--targets`;
 - block removal: 12 of the 24 candidate blocks (every other one, so 4 per stage);
 - the elastic 64% level (`grow.build_elastic(...).level_config`), also rounded.
 
@@ -67,29 +69,32 @@ def elastic_config(arch: str = ARCH, width: float = ELASTIC_WIDTH, round_to: int
                               widths=(width, 1.0), round_to=round_to).level_config(0)
 
 
-def configurations(seeds: int = 3) -> dict[str, dict]:
+def configurations(seeds: int = 3, targets: tuple[float, ...] = ()) -> dict[str, dict]:
     """The configurations timed. Complexity pruning samples the layers it prunes
     (seeded), so its rounded plans are drawn with `seeds` seeds: how fast a plan
-    runs depends on which layers the draw made narrow."""
+    runs depends on which layers the draw made narrow. `targets`: further
+    fractions of the MACs kept, for the rounded FA and uniform plans."""
     from elastic.errors import ElasticError
     from elastic.methods import complexity
     configs = {"baseline": {}}
     for mode in ("FA", "PA", "MA"):
         configs[f"complexity {mode} 0.5"] = planner(mode)(ARCH, TARGET, 1)
-    for r in ROUNDED:
-        for seed in range(seeds):
-            name = f"complexity FA 0.5, round {r}" + (f", seed {seed}" if seeds > 1 else "")
-            try:
-                configs[name] = complexity.plan(ARCH, NUM_CLASSES, "FA", TARGET, round_to=r, seed=seed).config
-            except ElasticError as err:      # widths this coarse cannot reach the target
-                print(f"{name}: left out ({err})")
-                break
+    for target in (TARGET, *targets):
+        for r in ROUNDED:
+            for seed in range(seeds):
+                name = f"complexity FA {target:g}, round {r}" + (f", seed {seed}" if seeds > 1 else "")
+                try:
+                    configs[name] = complexity.plan(ARCH, NUM_CLASSES, "FA", target, round_to=r, seed=seed).config
+                except ElasticError as err:      # widths this coarse cannot reach the target
+                    print(f"{name}: left out ({err})")
+                    break
     configs["uniform 0.5"] = planner("uniform")(ARCH, TARGET, 1)
-    for r in ROUNDED:
-        try:
-            configs[f"uniform 0.5, round {r}"] = planner("uniform")(ARCH, TARGET, r)
-        except ElasticError as err:
-            print(f"uniform 0.5, round {r}: left out ({err})")
+    for target in (TARGET, *targets):
+        for r in ROUNDED:
+            try:
+                configs[f"uniform {target:g}, round {r}"] = planner("uniform")(ARCH, target, r)
+            except ElasticError as err:
+                print(f"uniform {target:g}, round {r}: left out ({err})")
     configs["block removal 12/24"] = block_removal_config()
     configs[f"elastic {ELASTIC_WIDTH:.0%} level"] = elastic_config()
     for r in ROUNDED:
@@ -121,11 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=16)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--seeds", type=int, default=3, help="seeds of the rounded complexity plans (default: 3)")
+    p.add_argument("--targets", nargs="*", type=float, default=[0.7],
+                   help="fractions of the MACs kept for more rounded FA and uniform plans, beside 0.5 "
+                        "(default: 0.7)")
     p.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch", "onnxruntime"],
                    help="eager PyTorch and / or the ONNX export in onnxruntime (default: both)")
     args = p.parse_args(argv)
 
-    configs = configurations(args.seeds)
+    if any(not 0 < t < 1 for t in args.targets):
+        p.error("--targets are fractions of the MACs kept, between 0 and 1")
+    configs = configurations(args.seeds, tuple(t for t in args.targets if t != TARGET))
     models = {name: build_model(ARCH, NUM_CLASSES, config) for name, config in configs.items()}
     macs = {name: count_macs(model, INPUT) for name, model in models.items()}
     for runtime in args.runtime:

@@ -185,6 +185,24 @@ def counted_done(jobs: list[Job], ledger: set[str], twins: list[Job] = (),
     return {job.key for job in jobs if job.key in done and not (job.name in waiting and needs_again(job))}
 
 
+def dependants_next(jobs: list[Job], first: set[str]) -> list[Job]:
+    """`jobs` in their order, except that the jobs starting from one named in
+    `first` run right after it (in their own order): for a baseline whose
+    checkpoint lives only in this machine's cache (too large to ship), whose
+    dependants would otherwise wait behind other work and find it gone on the
+    next machine."""
+    names = set(first) & {job.name for job in jobs}
+    pulled = {job.name for job in jobs if names & set(job.after)}
+    out = []
+    for job in jobs:
+        if job.name in pulled:
+            continue
+        out.append(job)
+        if job.name in names:
+            out += [j for j in jobs if job.name in j.after]
+    return out
+
+
 class Estimator:
     """Expected seconds of a job on this machine: its work (`Work`) times the
     step time of its architecture, measured here by a probe (a few training steps

@@ -13,7 +13,7 @@ from elastic import sweep
 from elastic.cli import main
 from elastic.results import read_results
 from elastic.grids import GRIDS, GridOptions
-from elastic.sweep import counted_done, finished
+from elastic.sweep import counted_done, dependants_next, finished
 
 REPO = Path(__file__).resolve().parent.parent
 # rows the smoke grid writes: baseline, complexity FA, uniform, block and block-l1
@@ -149,6 +149,17 @@ def test_a_finished_baseline_without_its_checkpoint_counts_only_while_nothing_st
     gone = lambda job: job is baseline               # noqa: E731  its checkpoint is not on this machine
     assert counted_done(jobs, {baseline.key}, needs_again=gone) == set()
     assert counted_done(jobs, {baseline.key, block.key}, needs_again=gone) == {baseline.key, block.key}
+
+
+def test_jobs_starting_from_a_baseline_that_cannot_ship_run_right_after_it(tmp_path):
+    jobs = GRIDS.get("cpu").make(GridOptions(tmp_path / "cpu.csv", extra=("--precision", "fp32")))
+    order = [j.name for j in dependants_next(jobs, {"cifar10/alexnet/baseline"})]
+    assert sorted(order) == sorted(j.name for j in jobs)                 # nothing lost, nothing twice
+    at = order.index("cifar10/alexnet/baseline")
+    assert order[at + 1:at + 3] == ["cifar10/alexnet/elastic", "cifar10/alexnet/elastic-joint"]
+    others = [n for n in order if n not in ("cifar10/alexnet/elastic", "cifar10/alexnet/elastic-joint")]
+    assert others == [j.name for j in jobs if j.name not in order[at + 1:at + 3]]   # the rest keep their order
+    assert [j.name for j in dependants_next(jobs[1:], {jobs[0].name})] == [j.name for j in jobs[1:]]
 
 
 def test_the_sweep_trains_a_baseline_again_when_its_checkpoint_is_gone(tmp_path):

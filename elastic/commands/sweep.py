@@ -17,9 +17,9 @@ from elastic.commands.options import add_precision_arg, precision_for
 from elastic.errors import ElasticError
 from elastic.grids import GRID_METHODS, GRIDS, GridOptions, Job
 from elastic.models import ARCHS
-from elastic.results import results_dir
-from elastic.runs import find_baseline
-from elastic.sweep import Estimator, counted_done, finished, ledger_path, run_sweep as run_jobs
+from elastic.results import load_all, results_dir
+from elastic.runs import find_baseline, shipped_checkpoint_path
+from elastic.sweep import Estimator, counted_done, dependants_next, finished, ledger_path, run_sweep as run_jobs
 from elastic.train import pick_device
 
 
@@ -61,6 +61,15 @@ def baseline_missing(job: Job) -> bool:
     return False
 
 
+def baseline_shipped(job: Job) -> bool:
+    """True if a trained baseline of the job's dataset and architecture ships in
+    cached_results/checkpoints (small enough to commit)."""
+    dataset, arch = job.name.split("/")[:2]
+    frame = load_all()[0]
+    rows = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch) & (frame["method"] == "baseline")]
+    return any(shipped_checkpoint_path(run_id).is_file() for run_id in rows["run_id"])
+
+
 def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> None:
     """`main` (the command line's entry point) runs one-worker jobs in this process."""
     if args.out:
@@ -84,8 +93,11 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
         twins = grid.make(replace(opts, extra=(*extra[:-1], other)))
     ledger = finished(out)
     done = counted_done(jobs, ledger, twins, needs_again=baseline_missing)
+    recorded = counted_done(jobs, ledger, twins)
+    # A baseline too large to ship lives in this cache only: what starts from it runs next.
+    jobs = dependants_next(jobs, {job.name for job in jobs
+                                  if job.name.split("/")[2] == "baseline" and not baseline_shipped(job)})
     if args.list:
-        recorded = counted_done(jobs, ledger, twins)
         for job in jobs:
             state = "done" if job.key in done else "todo*" if job.key in recorded else "todo"
             print(f"{state:<5} {job.name:<40} {job.command}")

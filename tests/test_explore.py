@@ -252,6 +252,8 @@ def test_missing_methods_lists_every_registered_method_without_rows():
 def test_describe_and_how_made_say_how_each_number_was_made():
     row = make_rows(dict(mode="FA", target=0.5, epochs=1, label="short CPU schedule (12 epochs)")).iloc[0]
     assert explore.describe(row.to_dict()) == "Complexity-driven (PA/FA/MA) · FA · target 0.5 · resnet20 · 1 epoch"
+    bf16 = make_rows(dict(method="baseline", precision="bf16")).iloc[0].to_dict()
+    assert explore.describe(bf16) == "Baseline · resnet20 · 12 epochs · bf16"   # told apart from the fp32 one
     rows = make_rows(dict(label="short CPU schedule (12 epochs)"), dict(label="short CPU schedule (12 epochs)"),
                      dict(label="", data_source="synthetic", epochs=1))
     table = explore.how_made(rows)

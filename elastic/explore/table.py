@@ -126,7 +126,9 @@ def method_label(name: str) -> str:
 def describe(row: dict[str, Any]) -> str:
     """One line saying which configuration a row is: method, mode (complexity
     rows only), target, step (block pruning) or level (elastic), architecture,
-    epochs. The unpruned network is "Baseline" whichever run measured it."""
+    epochs, and the arithmetic when it is not fp32 (a bf16 run of the same
+    command is another network). The unpruned network is "Baseline" whichever
+    run measured it."""
     if row.get("unpruned"):
         parts = [f"Baseline (the unpruned network, measured by {method_label(row['method'])})"]
     else:
@@ -140,6 +142,8 @@ def describe(row: dict[str, Any]) -> str:
     parts.append(row["arch"])
     if present(row.get("epochs")):
         parts.append(epochs_text(row["epochs"]))
+    if row.get("precision") and row["precision"] != "fp32":
+        parts.append(str(row["precision"]))
     return " · ".join(parts)
 
 

@@ -174,13 +174,14 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
 def counted_done(jobs: list[Job], ledger: set[str], twins: list[Job] = (),
                  needs_again: Callable[[Job], bool] = lambda job: False) -> set[str]:
     """The keys of `jobs` that a sweep counts as finished: those in the ledger,
-    and those whose twin (the same job in the other arithmetic, `twins[i]` for
-    `jobs[i]`) is, for a sweep that lets the machine pick its precision (a row
-    trained in fp32 on one machine is not trained again in bf16 on the next).
-    A finished job that a job still to run starts from, and that `needs_again`
-    (its checkpoint is not on this machine), is not counted: it runs again first."""
-    done = {job.key for i, job in enumerate(jobs)
-            if job.key in ledger or (i < len(twins) and twins[i].key in ledger)}
+    and those whose twin (the job of the same name in `twins`: the same job in
+    the other arithmetic) is, for a sweep that lets the machine pick its
+    precision (a row trained in fp32 on one machine is not trained again in bf16
+    on the next). A finished job that a job still to run starts from, and that
+    `needs_again` (its checkpoint is not on this machine), is not counted: it
+    runs again first."""
+    twin_keys = {twin.name: twin.key for twin in twins}
+    done = {job.key for job in jobs if job.key in ledger or twin_keys.get(job.name) in ledger}
     waiting = {name for job in jobs if job.key not in done for name in job.after}
     return {job.key for job in jobs if job.key in done and not (job.name in waiting and needs_again(job))}
 

@@ -61,13 +61,13 @@ def baseline_missing(job: Job) -> bool:
     return False
 
 
-def baseline_shipped(job: Job) -> bool:
-    """True if a trained baseline of the job's dataset and architecture ships in
+def shipped_baselines() -> set[tuple[str, str]]:
+    """The (dataset, architecture) pairs whose trained baseline ships in
     cached_results/checkpoints (small enough to commit)."""
-    dataset, arch = job.name.split("/")[:2]
     frame = load_all()[0]
-    rows = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch) & (frame["method"] == "baseline")]
-    return any(shipped_checkpoint_path(run_id).is_file() for run_id in rows["run_id"])
+    rows = frame[frame["method"] == "baseline"]
+    return {(r["dataset"], r["arch"]) for r in rows.to_dict("records")
+            if shipped_checkpoint_path(r["run_id"]).is_file()}
 
 
 def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> None:
@@ -93,11 +93,12 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
         twins = grid.make(replace(opts, extra=(*extra[:-1], other)))
     ledger = finished(out)
     done = counted_done(jobs, ledger, twins, needs_again=baseline_missing)
-    recorded = counted_done(jobs, ledger, twins)
     # A baseline too large to ship lives in this cache only: what starts from it runs next.
-    jobs = dependants_next(jobs, {job.name for job in jobs
-                                  if job.name.split("/")[2] == "baseline" and not baseline_shipped(job)})
+    shipped = shipped_baselines()
+    jobs = dependants_next(jobs, {job.name for job in jobs if job.name.split("/")[2] == "baseline"
+                                  and tuple(job.name.split("/")[:2]) not in shipped})
     if args.list:
+        recorded = counted_done(jobs, ledger, twins)
         for job in jobs:
             state = "done" if job.key in done else "todo*" if job.key in recorded else "todo"
             print(f"{state:<5} {job.name:<40} {job.command}")

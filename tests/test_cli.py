@@ -71,3 +71,29 @@ def test_bad_arguments_are_refused_by_the_parser():
     result = subprocess.run([sys.executable, "-m", "elastic", "profile", "--arch", "nope"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_table_prints_each_architectures_measured_rows(tmp_path, capsys):
+    """The shipped rows as Markdown: the baseline first, every row's accuracy,
+    MACs and latency; an architecture without rows says how to make them."""
+    import shutil
+
+    from elastic.results import RESULTS_DIR
+
+    shutil.copy(RESULTS_DIR / "cifar10.csv", tmp_path / "cifar10.csv")
+    assert main(["table", "--results", str(tmp_path), "--archs", "resnet20", "vgg16"]) == 0
+    out = capsys.readouterr().out
+    frame = read_results(tmp_path / "cifar10.csv")
+    base = frame[(frame["arch"] == "resnet20") & (frame["method"] == "baseline")].iloc[0]
+    lines = out.splitlines()
+    header = lines.index("| configuration | MACs (M) | params (K) | val acc (%) | test acc (%) | PyTorch (ms) "
+                         "| onnxruntime (ms) |")
+    assert lines[header + 2].startswith("| Baseline · resnet20")
+    assert f"| 40.8 | 272 | {base['val_acc']:.2f} | {base['test_acc']:.2f} |" in out
+    assert sum(line.startswith("| ") for line in lines) == 1 + (frame["arch"] == "resnet20").sum()   # header, rows
+    assert "### vgg16 on cifar10" in out and "not yet run: python -m elastic train --arch vgg16" in out
+
+
+def test_table_of_an_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["table", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no rows for cifar10 in {tmp_path}"

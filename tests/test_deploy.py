@@ -329,3 +329,22 @@ def test_fill_latency_measures_rows_without_it(tmp_path):
     assert "thread" in frame.loc["a", "latency_host"] and frame.loc["b", "latency_ms"] != 1.5
     assert frame.loc["c", "latency_ms"] == 1.5 and frame.loc["c", "ort_latency_ms"] == 1.2   # measured rows stay
     assert fill_latency(path, repeats=2) == 0
+
+
+def test_fill_latency_measures_every_network_once_and_together(tmp_path):
+    """Rows of one network share one measurement (the same figures); another
+    network is timed in the same interleaved rounds, and the rows say so."""
+    from elastic.deploy import fill_latency
+    from elastic.results import append_row, read_results
+    from tests.test_results import row
+
+    path = tmp_path / "r.csv"
+    thin = {"removed_blocks": ["layer3.2"], "shapes": {}}
+    append_row(path, row("a"))
+    append_row(path, row("a-bf16", precision="bf16"))
+    append_row(path, row("thin", config=thin, macs=37000000))
+    assert fill_latency(path, repeats=2) == 3
+    frame = read_results(path).set_index("run_id")
+    assert frame.loc["a", "latency_detail"] == frame.loc["a-bf16", "latency_detail"]
+    assert frame.loc["a", "latency_detail"] != frame.loc["thin", "latency_detail"]
+    assert frame["latency_host"].str.endswith("interleaved with 1 other network").all()

@@ -13,6 +13,7 @@ from elastic.commands.deploy import add_bench, add_export, run_bench, run_export
 from elastic.commands.files import add_check, add_ship, run_check, run_ship
 from elastic.commands.grow import add_grow, run_grow
 from elastic.commands.prune import add_prune, run_prune
+from elastic.commands.results import add_table, run_table
 from elastic.commands.train import add_evaluate, add_profile, add_train, run_evaluate, run_profile, run_train
 
 # name -> (add options, run, help). `sweep` runs its jobs through the command line's
@@ -27,5 +28,6 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "export": (add_export, run_export, "export a model to ONNX and TorchScript"),
     "ship": (add_ship, run_ship, "copy a row's trained checkpoint into cached_results, checked against its row"),
     "check": (add_check, run_check, "say what a file is: checkpoint, resume file, elastic checkpoint or export"),
+    "table": (add_table, run_table, "the measured rows of each architecture, as Markdown tables"),
 }
 __all__ = ["COMMANDS"]

@@ -45,9 +45,10 @@ def add_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=integer(0), default=10, help="untimed passes (default: %(default)s)")
     parser.add_argument("--repeats", type=integer(1), default=50, help="timed passes (default: %(default)s)")
     parser.add_argument("--fill-results", default=None, metavar="CSV",
-                        help="instead of one model: measure latency in PyTorch and onnxruntime, interleaved, at "
-                             "batch 1 and 8, one thread and all, for every row of this results file that lacks "
-                             "it, and store it in the row (--repeats passes per round, 5 rounds)")
+                        help="instead of one model: measure latency in PyTorch and onnxruntime at batch 1 and 8, "
+                             "one thread and all, for every row of this results file that lacks it, every "
+                             "network and runtime interleaved in 5 rounds of --repeats passes, and store it in "
+                             "the rows")
     parser.add_argument("--redo", action="store_true", help="--fill-results: measure every row again")
     parser.add_argument("--int8", action="store_true",
                         help="also quantize to int8 (calibrated on training images) and compare "

@@ -94,9 +94,9 @@ def measure_latencies(models: Mapping[str, nn.Module], input_shape: tuple[int, i
                             runtime=runtime, precisions={name: precision_of(m) for name, m in models.items()})
 
 
-def time_runners(runners: Mapping[str, Callable[[Tensor], Any]], x: Tensor, *, warmup: int, repeats: int,
-                 rounds: int, threads: int, runtime: Runtime, precisions: Mapping[str, str] | None = None
-                 ) -> dict[str, Latency]:
+def time_runners(runners: Mapping[Any, Callable[[Tensor], Any]], x: Tensor, *, warmup: int, repeats: int,
+                 rounds: int, threads: int, runtime: Runtime, precisions: Mapping[Any, str] | None = None
+                 ) -> dict[Any, Latency]:
     """Latency of ready-made callables (a model, an onnxruntime session's run)
     on the batch `x`, in `rounds` interleaved rounds as `measure_latencies` does.
     `threads` and `runtime` are recorded, not set: the runners were made with them."""
@@ -157,58 +157,88 @@ def _timed_passes(run: Callable[[Tensor], Any], x: Tensor, warmup: int, repeats:
 def latency_columns(model: nn.Module, input_size: int | tuple[int, int, int], *, repeats: int = 20,
                     rounds: int = 5, batches: tuple[int, ...] = (1, 8), threads: tuple[int | None, ...] = (1, None)
                     ) -> dict[str, Any]:
-    """The results schema's latency columns: eager PyTorch and the verified ONNX
-    export in onnxruntime, measured interleaved (the two runtimes alternate in
-    `rounds` rounds of `repeats` passes, so a change in the machine's load hits
-    both alike) at every batch size and thread count (None: all threads).
+    """The results schema's latency columns of one model (see latency_columns_of)."""
+    return latency_columns_of({"model": model}, input_size, repeats=repeats, rounds=rounds, batches=batches,
+                              threads=threads)["model"]
+
+
+def latency_columns_of(models: Mapping[str, nn.Module], input_size: int | tuple[int, int, int], *,
+                       repeats: int = 20, rounds: int = 5, batches: tuple[int, ...] = (1, 8),
+                       threads: tuple[int | None, ...] = (1, None)) -> dict[str, dict[str, Any]]:
+    """The results schema's latency columns of every model ({name: columns}):
+    eager PyTorch and the verified ONNX export in onnxruntime, at every batch
+    size and thread count (None: all threads), all measured together: in each
+    of `rounds` rounds every model runs `repeats` passes in both runtimes, the
+    order rotated each round (time_runners), so that a change in the machine's
+    load or clock hits every model and runtime alike and the figures compare.
     latency_ms and ort_latency_ms are batch 1, one thread (the steadiest figure
     on a shared machine); latency_detail keeps them all with their spread."""
     shape = (3, input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    detail: dict[str, dict[str, dict[str, float]]] = {"torch": {}, "onnxruntime": {}}
+    detail = {name: {"torch": {}, "onnxruntime": {}} for name in models}
     with tempfile.TemporaryDirectory(prefix="elastic-latency-") as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx", shape)
-        verify_onnx(model, path, shape, relative=True)      # rebuilt from configs: fresh weights
-        net = private_copy(model)
+        paths, nets = {}, {}
+        for i, (name, model) in enumerate(models.items()):
+            paths[name] = export_onnx(model, Path(tmp) / f"model{i}.onnx", shape)
+            verify_onnx(model, paths[name], shape, relative=True)      # rebuilt from configs: fresh weights
+            nets[name] = private_copy(model)
         for count in threads:
             with _num_threads(count), torch.inference_mode():
                 used = torch.get_num_threads()
-                session = onnx_session(path, used)
+                sessions = {name: onnx_session(path, used) for name, path in paths.items()}
                 for batch in batches:
                     x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
-                    runners = {"torch": net, "onnxruntime": lambda t, s=session: s.run(None, {INPUT_NAME: t.numpy()})}
+                    runners: dict[Any, Callable[[Tensor], Any]] = {}
+                    for name in models:
+                        runners[name, "torch"] = nets[name]
+                        runners[name, "onnxruntime"] = lambda t, s=sessions[name]: s.run(None, {INPUT_NAME: t.numpy()})
                     measured = time_runners(runners, x, warmup=3, repeats=repeats, rounds=rounds, threads=used,
                                             runtime="torch")
                     key = f"batch {batch}, {used} thread{'s' if used != 1 else ''}"
-                    for runtime, lat in measured.items():
-                        detail[runtime][key] = {"median_ms": round(lat.median_ms, 4), "p10_ms": round(lat.p10_ms, 4),
-                                                "p90_ms": round(lat.p90_ms, 4), "passes": lat.repeats}
+                    for (name, runtime), lat in measured.items():
+                        detail[name][runtime][key] = {"median_ms": round(lat.median_ms, 4),
+                                                      "p10_ms": round(lat.p10_ms, 4),
+                                                      "p90_ms": round(lat.p90_ms, 4), "passes": lat.repeats}
     first = "batch 1, 1 thread"
     from elastic.results import host_name
-    return {"latency_ms": detail["torch"][first]["median_ms"],
-            "ort_latency_ms": detail["onnxruntime"][first]["median_ms"],
-            "latency_host": f"{host_name()}; 1 thread, torch and onnxruntime interleaved",
-            "latency_detail": json.dumps(detail, sort_keys=True)}
+    others = f" with {len(models) - 1} other network{'s' if len(models) > 2 else ''}" if len(models) > 1 else ""
+    host = f"{host_name()}; 1 thread, torch and onnxruntime interleaved{others}"
+    return {name: {"latency_ms": d["torch"][first]["median_ms"], "ort_latency_ms": d["onnxruntime"][first]["median_ms"],
+                   "latency_host": host, "latency_detail": json.dumps(d, sort_keys=True)}
+            for name, d in detail.items()}
 
 
 def fill_latency(results: Path, *, repeats: int = 20, redo: bool = False,
                  on_row: Callable[[str, dict[str, Any]], None] | None = None) -> int:
-    """Measure `latency_columns` for the rows of a results file that lack either
-    runtime's figure (every row with `redo`), one after the other on this
-    machine, so that all figures of one file compare. Latency depends on the
-    architecture, not on the trained weights, so each model is rebuilt from its
-    config. Returns the count."""
+    """Measure `latency_columns_of` for the rows of a results file that lack
+    either runtime's figure (every row with `redo`), all in one interleaved
+    measurement on this machine, so that the figures of one file compare.
+    Latency depends on the network, not on the trained weights, so each model
+    is rebuilt from its config, and rows of the same network (an elastic level
+    and the baseline it grew back to, a row and its rerun in another precision)
+    share one measurement. Every config is built before anything is timed.
+    Returns the count of rows."""
     from elastic.data import DATASETS
     from elastic.results import append_row, read_results
 
     frame = read_results(results)
-    todo = frame if redo else frame[frame["latency_ms"].isna() | frame["ort_latency_ms"].isna()]
-    for row in todo.to_dict("records"):
+    todo = (frame if redo else frame[frame["latency_ms"].isna() | frame["ort_latency_ms"].isna()]).to_dict("records")
+    networks: dict[int, dict[str, nn.Module]] = {}       # {input size: {network key: model}}
+    network_of: dict[str, tuple[int, str]] = {}
+    for row in todo:
         spec = DATASETS.get(row["dataset"])
-        try:
-            model = checked_model(row["arch"], spec.num_classes, json.loads(row["config"]))
-        except ElasticError as err:
-            raise ElasticError(f"{results}: row {row['run_id']}: {err}") from None
-        row.update(latency_columns(model, spec.input_size, repeats=repeats))
+        config = json.loads(row["config"])
+        key = json.dumps([row["arch"], spec.num_classes, config], sort_keys=True)
+        group = networks.setdefault(spec.input_size, {})
+        if key not in group:
+            try:
+                group[key] = checked_model(row["arch"], spec.num_classes, config)
+            except ElasticError as err:
+                raise ElasticError(f"{results}: row {row['run_id']}: {err}") from None
+        network_of[row["run_id"]] = (spec.input_size, key)
+    columns = {size: latency_columns_of(models, size, repeats=repeats) for size, models in networks.items()}
+    for row in todo:
+        size, key = network_of[row["run_id"]]
+        row.update(columns[size][key])
         append_row(results, {k: v for k, v in row.items() if v is not None and v == v})
         if on_row:
             on_row(row["run_id"], row)

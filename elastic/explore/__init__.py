@@ -18,7 +18,7 @@ from elastic.explore.units import (INEFFICIENT_BELOW, METRICS, NOT_MEASURED, PLO
                                    present, slider_spec, SliderSpec, Unit)
 from elastic.explore.table import (ALL_ARCHS, GRID_DATASETS, MODE_METRIC, PROVENANCE, UNRECORDED, archs,
                                    configurations, data_kind, datasets, describe,
-                                   epochs_text, has_modes, how_made, method_label,
+                                   epochs_text, has_modes, how_made, markdown, measured_table, method_label,
                                    missing_methods, prepare, run_commands,
                                    schedule_of, schedules, select, stage_word,
                                    unpruned)
@@ -32,7 +32,7 @@ __all__ = ["INEFFICIENT_BELOW", "METRICS", "NOT_MEASURED", "PLOTTED", "as_shown"
            "format_bytes", "format_quantity", "Metric", "parse_number", "plain_number", "plotted",
            "present", "slider_spec", "SliderSpec", "Unit", "ALL_ARCHS", "GRID_DATASETS", "MODE_METRIC",
            "PROVENANCE", "UNRECORDED", "archs", "configurations", "data_kind", "datasets", "describe",
-           "epochs_text", "has_modes", "how_made", "method_label", "missing_methods", "prepare",
+           "epochs_text", "has_modes", "how_made", "markdown", "measured_table", "method_label", "missing_methods", "prepare",
            "run_commands", "schedule_of", "schedules", "select", "stage_word", "unpruned",
            "BUDGET_TOLERANCE", "baseline_for", "best_under_budget", "front_indices", "pareto_front",
            "Pick", "reductions", "DEVICES_FILE", "Device", "device_fit", "Fit", "load_devices",

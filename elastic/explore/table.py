@@ -147,6 +147,40 @@ def describe(row: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def measured_table(frame: pd.DataFrame, *, dataset: str, arch: str) -> pd.DataFrame:
+    """The measured rows of one architecture on one dataset as a table to read
+    or print: the baseline first, then each method's rows by MACs (the methods
+    in registry order); accuracy in %, MACs in millions, parameters in
+    thousands, latency in ms (batch 1, one thread; empty where not measured).
+    `frame` is prepared (`prepare`)."""
+    rows = select(frame, dataset=dataset, arch=arch)
+    order = {name: i for i, name in enumerate(METHODS.names())}
+    rows = rows.assign(_method=rows["method"].map(order).fillna(len(order)),
+                       _level=pd.to_numeric(rows["level"], errors="coerce") if "level" in rows else 0.0)
+    rows = rows.sort_values(["_method", "mode", "target", "run_id", "_level"], kind="stable")
+
+    def number(value: float, digits: int) -> str:
+        return f"{value:.{digits}f}" if present(value) else ""
+
+    table = pd.DataFrame({
+        "configuration": [describe(r) for r in rows.to_dict("records")],
+        "MACs (M)": [number(v / 1e6, 1) for v in rows["macs"]],
+        "params (K)": [number(v / 1e3, 0) for v in rows["params"]],
+        "val acc (%)": [number(v, 2) for v in rows["val_acc"]],
+        "test acc (%)": [number(v, 2) for v in rows["test_acc"]],
+        "PyTorch (ms)": [number(v, 2) for v in rows["latency_ms"]],
+        "onnxruntime (ms)": [number(v, 2) for v in rows["ort_latency_ms"]],
+    })
+    return table.reset_index(drop=True)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table of strings as Markdown (GitHub's pipe tables)."""
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def has_modes(method: str) -> bool:
     """Whether the method's rows are told apart by a complexity mode (PA/FA/MA)."""
     return method in METHODS and METHODS.get(method).modes

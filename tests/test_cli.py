@@ -96,4 +96,11 @@ def test_table_prints_each_architectures_measured_rows(tmp_path, capsys):
 
 def test_table_of_an_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["table", "--results", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: no rows for cifar10 in {tmp_path}"
+    assert capsys.readouterr().err.strip() == f"error: no results in {tmp_path}"
+
+
+def test_table_of_a_dataset_without_rows_says_not_yet_run(capsys):
+    assert main(["table", "--dataset", "cifar100"]) == 0
+    out = capsys.readouterr().out
+    assert "### resnet20 on cifar100" in out and "not yet run: python -m elastic train --arch resnet20" in out
+    assert "|" not in out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elastic import explore
+from elastic import catalog, explore
 from elastic.data import DATASETS
 from elastic.errors import ElasticError
 from elastic.models import ARCHS
@@ -23,10 +23,10 @@ def run_table(args: argparse.Namespace) -> None:
     frame, problems = load_all(folder)
     if problems:
         raise ElasticError(problems[0])
+    if frame.empty:
+        raise ElasticError(f"no results in {folder}")
     frame = explore.prepare(frame)
-    archs = args.archs or explore.archs(frame, args.dataset)
-    if not archs:
-        raise ElasticError(f"no rows for {args.dataset} in {folder}")
+    archs = args.archs or explore.archs(frame, args.dataset) or catalog.archs_for(args.dataset)
     for arch in archs:
         table = explore.measured_table(frame, dataset=args.dataset, arch=arch)
         print(f"### {arch} on {args.dataset}\n")

@@ -67,7 +67,7 @@ top[0].metric(f"Test accuracy ({len(live.images):,} images)", f"{acc:.2f}%", f"{
               help=f"On {len(live.images):,} test images (a fixed subset), measured on this server.")
 for cell, key in zip(top[1:], ("macs", "params")):
     metric = METRICS[key]
-    cell.metric(metric.label, explore.format_quantity(cost[metric.column], metric),
+    cell.metric(metric.label, explore.format_quantity(cost[metric.column], metric, noun=False),
                 f"{cost[metric.column] / full_cost[metric.column]:.0%} of full width", delta_color="off",
                 delta_arrow="off")
 bottom[0].metric("Latency (batch 1)", f"{timing['extracted_ms']:.2f} ms",

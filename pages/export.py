@@ -48,7 +48,7 @@ else:
                     help="The run's trained weights are not on this machine; fresh weights have no accuracy to show.")
 for cell, key in zip(cells[1:], ("params", "macs", "memory_int8")):
     metric = explore.METRICS[key]
-    cell.metric(metric.label, explore.format_quantity(row[metric.column], metric))
+    cell.metric(metric.label, explore.format_quantity(row[metric.column], metric, noun=False))
 meta = deploy.row_meta(row, "trained" if trained else "fresh, untrained")
 safe = run_id.replace("/", "__")
 st.download_button("Configuration (JSON)", json.dumps(meta, indent=2), file_name=f"{safe}.config.json",

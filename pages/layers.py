@@ -24,7 +24,7 @@ layers, totals = models.layer_table(arch, dataset)
 cells = st.columns(4)
 for cell, key in zip(cells, ("params", "macs", "memory", "memory_int8")):
     metric = explore.METRICS[key]
-    cell.metric(metric.label, explore.format_quantity(totals[metric.column], metric))
+    cell.metric(metric.label, explore.format_quantity(totals[metric.column], metric, noun=False))
 shown = layers[layers["kind"].isin(["conv", "linear"])]
 st.plotly_chart(figures.layer_shares_figure(shown), width="stretch", config={"displaylogo": False})
 with st.expander("Every layer"):

@@ -30,7 +30,7 @@ if mode != "none":
     what = f"{arch}, {mode} plan keeping {target:g}"
     cells = st.columns(3)
     for cell, key, label in zip(cells, ("params", "macs", "memory"), ("Parameters", "MACs", "Memory")):
-        cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key]),
+        cell.metric(label, explore.format_quantity(plan[key], explore.METRICS[key], noun=False),
                     f"{plan['achieved'][key]:.0%} of the unpruned network", delta_color="off", delta_arrow="off",
                     help="Memory: weights + output activation of every layer, summed (fp32), as MA counts it."
                     if key == "memory" else None)

@@ -237,7 +237,7 @@ def test_layers_page_shows_shares_and_live_plans(results):
     at = app(arch="resnet20", dataset="cifar10")
     at.switch_page("pages/layers.py").run()
     assert not at.exception
-    assert widget(at.metric, "MACs").value == "40.8 M MACs"
+    assert widget(at.metric, "MACs").value == "40.8 M"            # the label names the metric
     kept = {m.label: m.value for m in at.metric if m.label.endswith("keeps")}
     assert set(kept) == {"PA keeps", "FA keeps", "MA keeps"}
     at.slider[0].set_value(0.3).run()

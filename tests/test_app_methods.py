@@ -237,8 +237,8 @@ def test_elastic_page_switches_levels_live(runs):
         row, shown = level_row(runs.frame, level), metrics(at)
         # Live on the same 128 synthetic test images the run measured (within one image of argmax ties).
         assert abs(shown_accuracy(at) - row["test_acc"]) <= ONE_IMAGE
-        assert shown["MACs"] == explore.format_quantity(row["macs"], METRICS["macs"])
-        assert shown["Parameters"] == explore.format_quantity(row["params"], METRICS["params"])
+        assert shown["MACs"] == explore.format_quantity(row["macs"], METRICS["macs"], noun=False)
+        assert shown["Parameters"] == explore.format_quantity(row["params"], METRICS["params"], noun=False)
         assert shown["Latency (batch 1)"].endswith(" ms") and shown["Switch time"].endswith(" µs")
         assert any(f"{row['run_id']}" in c.value for c in at.caption)       # the recorded number beside it
         assert at.markdown[0].value.startswith(f"**8 test images at level {level}**")
@@ -279,4 +279,4 @@ def test_elastic_page_falls_back_to_synthetic_images_and_shows_each_levels_cost(
     assert not at.exception
     core = metrics(at)
     assert full["MACs"] != core["MACs"] and full["Parameters"] != core["Parameters"]
-    assert core["MACs"] == explore.format_quantity(count_macs(extract(model, 0), (3, 32, 32)), METRICS["macs"])
+    assert core["MACs"] == explore.format_quantity(count_macs(extract(model, 0), (3, 32, 32)), METRICS["macs"], noun=False)

@@ -186,6 +186,16 @@ def test_format_quantity_reads_like_a_person_would_write_it(metric, value, text)
     assert explore.format_quantity(value, METRICS[metric]) == text
 
 
+@pytest.mark.parametrize("metric, value, text", [
+    ("params", 14_724_042, "14.7 M"), ("macs", 313_000_000, "313 M"), ("params", 512, "512"),
+    ("memory", 1.5 * MB, "1.5 MB"), ("latency", 3.25, "3.25 ms"), ("macs", None, "not measured yet"),
+])
+def test_format_quantity_without_the_noun_fits_under_a_label(metric, value, text):
+    """A metric tile's label names the metric: "14.7 M params" was cut off in a
+    quarter-page tile at 1400 px, "14.7 M" is not."""
+    assert explore.format_quantity(value, explore.METRICS[metric], noun=False) == text
+
+
 def test_slider_spec_covers_every_configuration_in_round_steps():
     spec = explore.slider_spec(METRICS["macs"], [20.4e6, 40.8e6, float("nan")])
     assert spec.unit.name == "M MACs" and spec.low == 0

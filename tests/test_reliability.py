@@ -338,8 +338,8 @@ def test_upload_page_checks_profiles_and_keeps_working_after_errors(tmp_path, mo
     assert any("`good.pt` is a model checkpoint: resnet20 for 10 classes" in s.value for s in at.success)
     prof = profile_model(original, (3, 32, 32))
     shown = {m.label: m.value for m in at.metric}
-    assert shown["Parameters"] == explore.format_quantity(prof.params, METRICS["params"])
-    assert shown["MACs"] == explore.format_quantity(prof.macs, METRICS["macs"])
+    assert shown["Parameters"] == explore.format_quantity(prof.params, METRICS["params"], noun=False)
+    assert shown["MACs"] == explore.format_quantity(prof.macs, METRICS["macs"], noun=False)
     assert shown["Peak memory (fp32)"] == explore.format_bytes(prof.peak_memory_bytes(4))
     for name, data, phrase in (("evil.pt", evil, "refused for safety"),
                                ("half.pt", good[: len(good) // 2], "cut short"),

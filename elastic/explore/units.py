@@ -83,13 +83,16 @@ def choose_unit(metric: Metric, value: float) -> Unit:
     return Unit(f"{prefix} {metric.noun}".strip(), scale)
 
 
-def format_quantity(value: float | None, metric: Metric, unit: Unit | None = None) -> str:
+def format_quantity(value: float | None, metric: Metric, unit: Unit | None = None, *, noun: bool = True) -> str:
     """`value` (in base units) for a reader: "40.8 M MACs", "272 K params",
-    "1.09 MB", "3.2 ms"; "not measured yet" for a missing value."""
+    "1.09 MB", "3.2 ms"; "not measured yet" for a missing value. Without the
+    `noun` ("14.7 M" for parameters): under a label that names the metric, where
+    the long form would not fit (a metric tile a quarter of the page wide)."""
     if not present(value):
         return NOT_MEASURED
     unit = unit or choose_unit(metric, float(value))
-    return f"{_significant(float(value) / unit.scale)} {unit.name}"
+    name = unit.name.removesuffix(metric.noun).strip() if metric.noun and not noun else unit.name
+    return f"{_significant(float(value) / unit.scale)} {name}".strip()
 
 
 def format_bytes(value: float) -> str:

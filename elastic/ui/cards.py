@@ -60,7 +60,7 @@ def _numbers(row: dict[str, Any], baseline: dict[str, Any] | None) -> None:
         delta = "baseline" if is_baseline else None
         if red and math.isfinite(red[key]):
             delta = f"-{red[key]:.0%} vs baseline" if red[key] >= 0 else f"+{-red[key]:.0%} vs baseline"
-        cell.metric(metric.label, explore.format_quantity(row[metric.column], metric), delta,
+        cell.metric(metric.label, explore.format_quantity(row[metric.column], metric, noun=False), delta,
                     **(plain or {"delta_color": "inverse"}))
     if baseline is None:
         st.caption("No baseline row for this architecture and dataset: reductions cannot be computed.")

@@ -67,7 +67,7 @@ def show(report: FileReport) -> None:
                 (cells[1], explore.METRICS["macs"], prof.macs),
                 (cells[2], explore.METRICS["memory"], prof.peak_memory_bytes(4)),
                 (cells[3], explore.METRICS["memory_int8"], prof.peak_memory_int8())):
-            cell.metric(metric.label, explore.format_quantity(value, metric))
+            cell.metric(metric.label, explore.format_quantity(value, metric, noun=False))
     st.table(pd.DataFrame(report.facts, columns=["", "this file"]).set_index(""))
     if report.levels:
         st.markdown("**Levels** (each a standalone network; accuracy as its results row recorded it on the whole "

@@ -79,7 +79,7 @@ bottom[1].metric("Switch time", f"{timing['switch_us']:.0f} µs",
                  help="Preparing this level's weight views from scratch; no weights are copied.")
 bottom[2].metric(METRICS["memory_int8"].label, explore.format_bytes(cost["peak_mem_int8"]),
                  help="Weights + peak activations at int8, batch 1.")
-st.caption(f"Measured on this server ({timing['host']}, {timing['threads']} thread(s)): run inside the elastic "
+st.caption(f"Measured on this server ({timing['host']}, {timing['threads']} thread{'s' if timing['threads'] != 1 else ''}): run inside the elastic "
            f"model the level takes {timing['in_place_ms']:.2f} ms; once its views are prepared a switch costs "
            f"{timing['switch_cached_us']:.2f} µs. Peak memory at fp32: {explore.format_bytes(cost['peak_mem_fp32'])}. "
            f"Test images: {live.source}.")

@@ -81,7 +81,7 @@ def test_table_prints_each_architectures_measured_rows(tmp_path, capsys):
     from elastic.results import RESULTS_DIR
 
     shutil.copy(RESULTS_DIR / "cifar10.csv", tmp_path / "cifar10.csv")
-    assert main(["table", "--results", str(tmp_path), "--archs", "resnet20", "vgg16"]) == 0
+    assert main(["table", "--results", str(tmp_path), "--archs", "resnet20", "resnet50"]) == 0
     out = capsys.readouterr().out
     frame = read_results(tmp_path / "cifar10.csv")
     base = frame[(frame["arch"] == "resnet20") & (frame["method"] == "baseline")].iloc[0]
@@ -91,7 +91,7 @@ def test_table_prints_each_architectures_measured_rows(tmp_path, capsys):
     assert lines[header + 2].startswith("| Baseline · resnet20")
     assert f"| 40.8 | 272 | {base['val_acc']:.2f} | {base['test_acc']:.2f} |" in out
     assert sum(line.startswith("| ") for line in lines) == 1 + (frame["arch"] == "resnet20").sum()   # header, rows
-    assert "### vgg16 on cifar10" in out and "not yet run: python -m elastic train --arch vgg16" in out
+    assert "### resnet50 on cifar10" in out and "not yet run: python -m elastic train --arch resnet50" in out
 
 
 def test_table_of_an_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
@@ -99,8 +99,13 @@ def test_table_of_an_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: no results in {tmp_path}"
 
 
-def test_table_of_a_dataset_without_rows_says_not_yet_run(capsys):
-    assert main(["table", "--dataset", "cifar100"]) == 0
+def test_table_of_a_dataset_without_rows_says_not_yet_run(tmp_path, capsys):
+    import shutil
+
+    from elastic.results import RESULTS_DIR
+
+    shutil.copy(RESULTS_DIR / "cifar10.csv", tmp_path / "cifar10.csv")
+    assert main(["table", "--results", str(tmp_path), "--dataset", "cifar100"]) == 0
     out = capsys.readouterr().out
     assert "### resnet20 on cifar100" in out and "not yet run: python -m elastic train --arch resnet20" in out
     assert "|" not in out

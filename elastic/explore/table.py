@@ -149,8 +149,8 @@ def describe(row: dict[str, Any]) -> str:
 
 def measured_table(frame: pd.DataFrame, *, dataset: str, arch: str) -> pd.DataFrame:
     """The measured rows of one architecture on one dataset as a table to read
-    or print: the baseline first, then each method's rows by MACs (the methods
-    in registry order); accuracy in %, MACs in millions, parameters in
+    or print: the methods in registry order (the baseline first), each one's
+    rows by mode, target, run and step or level; accuracy in %, MACs in millions, parameters in
     thousands, latency in ms (batch 1, one thread; empty where not measured).
     `frame` is prepared (`prepare`)."""
     rows = select(frame, dataset=dataset, arch=arch)

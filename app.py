@@ -1,6 +1,6 @@
 """Elastic: explore, compress and export CNNs for edge devices.
 
-`streamlit run app.py`. This file only sets up the pages; each page in pages/
+`streamlit run serve.py` (or this file). This file only sets up the pages; each page in pages/
 is a short script over the `elastic` package.
 """
 from pathlib import Path

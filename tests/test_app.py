@@ -457,3 +457,32 @@ def test_the_warm_up_fills_the_layer_pages_caches_between_pauses():
     layers, totals = models.layer_table("resnet20", "cifar10")
     assert totals["macs"] == 40_813_184 and set(layers["kind"]) >= {"conv", "linear"}
     assert models.plan("resnet20", "cifar10", "FA", models.DEFAULT_TARGET)["achieved"]["macs"] <= 0.5 + 1e-9
+
+
+def test_preload_imports_the_model_pages_and_keeps_them_out_of_garbage_collection():
+    """serve.py's preload: torch and the model pages' modules are imported, and
+    their objects frozen, so Streamlit's full collection after every run (each
+    slider move) does not scan torch's heap."""
+    printed = fresh_python("import gc, sys; from elastic.ui import page; page.preload(); "
+                           "print(all(m in sys.modules for m in page.HEAVY_MODULES)); "
+                           "print(gc.get_freeze_count() > 200_000, len(gc.get_objects()) < 100_000)")
+    assert printed[-2:] == ["True", "True True"]
+
+
+def test_serve_py_serves_app_py_once_its_pages_are_loaded():
+    """`streamlit run serve.py` is app.py behind an st.App whose startup preloads."""
+    printed = fresh_python("import serve; print(serve.app.__class__.__name__, serve.ready.__name__)")
+    assert printed[-1] == "App ready"
+
+
+def test_the_elastic_warm_up_can_stop_at_the_checkpoint_the_page_opens_on(monkeypatch):
+    """serve.py measures only the checkpoint the Elastic page opens on before it
+    answers: 4 steps (model, images, accuracies, timings) and one per level."""
+    from elastic.ui import elastic_view
+    monkeypatch.setenv("ELASTIC_RESULTS_DIR", str(RESULTS_DIR))          # the shipped checkpoints
+    paths = elastic_view.find_checkpoints(elastic_view.checkpoints_dir())
+    assert len(paths) >= 2 and paths[0].name.startswith("cifar10__resnet20__elastic__")
+    steps = []
+    elastic_view.precompute(pause=lambda: steps.append("pause"), first_only=True)
+    first = elastic_view.elastic_model(str(paths[0]), elastic_view.stamp(paths[0]))
+    assert len(steps) == 4 + first.num_levels

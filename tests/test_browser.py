@@ -1,4 +1,4 @@
-"""The app in a real browser: `streamlit run app.py` on a free port, Debian's
+"""The app in a real browser: `streamlit run serve.py` on a free port, Debian's
 chromium driven by Playwright. Loads a shared URL, moves the budget slider with
 the keyboard and checks that the chosen configuration changes as
 elastic.explore says; saves a screenshot to artifacts/explorer.png."""
@@ -42,8 +42,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(results: Path, log: Path, app: Path = ROOT / "app.py") -> Iterator[str]:
-    """`streamlit run app.py` (or another app) on 127.0.0.1 with these results;
+def streamlit_server(results: Path, log: Path, app: Path = ROOT / "serve.py") -> Iterator[str]:
+    """`streamlit run serve.py` (the README's command; or another app) on 127.0.0.1 with these results;
     yields its URL and always stops it."""
     port = free_port()
     env = {**os.environ, "ELASTIC_RESULTS_DIR": str(results)}

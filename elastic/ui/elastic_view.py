@@ -199,12 +199,13 @@ def _all_timings(path: str, mtime: int) -> list[dict[str, float | str]]:
     return out
 
 
-def precompute(pause: Callable[[], None] = lambda: None) -> None:
-    """What a first visit computes, for every shipped elastic checkpoint: every
-    level evaluated on the live images, timed, and profiled (the app's warm-up).
-    `pause()` is called before each step (the warm-up waits there while the app
-    is in use)."""
-    for path in find_checkpoints(checkpoints_dir()):
+def precompute(pause: Callable[[], None] = lambda: None, first_only: bool = False) -> None:
+    """What a first visit computes, for every shipped elastic checkpoint (or
+    only the first, which the page opens on): every level evaluated on the live
+    images, timed, and profiled (the app's warm-up). `pause()` is called before
+    each step (the warm-up waits there while the app is in use)."""
+    paths = find_checkpoints(checkpoints_dir())
+    for path in paths[:1] if first_only else paths:
         mtime = stamp(path)
         pause()
         model = elastic_model(str(path), mtime)

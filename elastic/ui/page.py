@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import importlib
 import logging
 import os
 import runpy
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -59,6 +61,51 @@ def fragment(func: Callable[..., Any]) -> Callable[..., Any]:
     return st.fragment(run)
 
 
+def preload() -> float:
+    """Import HEAVY_MODULES now, in this thread, then freeze what they made;
+    the seconds it took (serve.py calls it before the server answers, so no
+    page waits for them)."""
+    started = time.monotonic()
+    for name in HEAVY_MODULES:
+        importlib.import_module(name)
+    freeze_imports()
+    return time.monotonic() - started
+
+
+def precomputing() -> bool:
+    """Whether the caches are filled ahead of the first visits: unless
+    $ELASTIC_PRECOMPUTE is 0 (the tests set it: they time nothing and need the cores)."""
+    return os.environ.get("ELASTIC_PRECOMPUTE", "1") != "0"
+
+
+def precompute(pause: Callable[[], None] = lambda: None, first_only: bool = False) -> None:
+    """Fill the caches that the first visits to the model pages need: the layer
+    table and plans and the block page's trained baseline measured, for the
+    default architecture, and every level of the shipped elastic checkpoints
+    evaluated and timed (`first_only`: of the checkpoint the Elastic page opens
+    on). `pause()` is called before each step. A failure only logs a line: the
+    page then computes on its first visit, as it would without this."""
+    from elastic.ui import blocks_live, elastic_view, models
+
+    steps = {"layers": models.precompute, "blocks": blocks_live.precompute,
+             "elastic": functools.partial(elastic_view.precompute, first_only=first_only)}
+    for name, step in steps.items():
+        try:
+            step(pause=pause)
+        except Exception as err:  # best effort: the page computes what is missing itself
+            logging.getLogger(__name__).warning("warm-up of the %s page skipped: %s", name, err)
+
+
+def freeze_imports() -> None:
+    """Keep the objects of the modules imported so far out of every later
+    garbage collection. Streamlit runs a full collection after every script run
+    (`runner.postScriptGC`), a fragment's included; with torch's ~300,000
+    objects in the heap that took over 100 ms a slider move (py-spy on the
+    server). Modules live as long as the process, so scanning them finds nothing."""
+    gc.collect()
+    gc.freeze()
+
+
 def wait_until_idle(idle_s: float = IDLE_S) -> None:
     """Block the calling background thread until no page or fragment is
     running and none has ended in the last `idle_s` seconds."""
@@ -95,29 +142,22 @@ def start(title: str, caption: str) -> None:
 
 @st.cache_resource(show_spinner=False)
 def warm_up() -> threading.Thread:
-    """Import HEAVY_MODULES in a daemon thread, once per server process; then,
-    unless $ELASTIC_PRECOMPUTE is 0 (the tests set it), fill the caches that the
-    first visits to the model pages need (the layer table and plans, every level
-    of the shipped elastic checkpoints evaluated and timed, the block page's
-    trained baseline measured),
-    so those visits wait for nothing; it waits while the app is in use (when
-    each part runs: IMPORT_AFTER_S and the others above). A failure there only
-    logs a line: the page then computes on its first visit, as it would
-    without the warm-up."""
+    """Import HEAVY_MODULES in a daemon thread, once per server process (at
+    once when serve.py preloaded them), then `precompute` the first visits, so
+    those visits wait for nothing; it waits while the app is in use (when each
+    part runs: IMPORT_AFTER_S and the others above). After serve.py's
+    precompute every step is a cache hit."""
     def load() -> None:
         started = time.monotonic()
-        time.sleep(IMPORT_AFTER_S)
+        if any(name not in sys.modules for name in HEAVY_MODULES):      # not preloaded (serve.py)
+            time.sleep(IMPORT_AFTER_S)
         for name in HEAVY_MODULES:
             wait_until_idle(IMPORT_IDLE_S)
             importlib.import_module(name)
-        if os.environ.get("ELASTIC_PRECOMPUTE", "1") == "0":
-            return
-        time.sleep(max(0.0, started + PRECOMPUTE_AFTER_S - time.monotonic()))
-        for name in ("elastic.ui.models", "elastic.ui.elastic_view", "elastic.ui.blocks_live"):
-            try:
-                importlib.import_module(name).precompute(pause=wait_until_idle)
-            except Exception as err:  # best effort: the page computes what is missing itself
-                logging.getLogger(__name__).warning("warm-up of %s skipped: %s", name, err)
+        freeze_imports()
+        if precomputing():
+            time.sleep(max(0.0, started + PRECOMPUTE_AFTER_S - time.monotonic()))
+            precompute(pause=wait_until_idle)
     thread = threading.Thread(target=load, name="elastic-warm-up", daemon=True)
     thread.start()
     return thread

@@ -31,5 +31,7 @@ for i, name in enumerate(order):
     title, icon = KNOWN.get(name, (name.replace("_", " ").capitalize(), ":material/article:"))
     pages.append(st.Page(f"pages/{name}.py", title=title, icon=icon, default=(i == 0)))
 page.warm_up()          # torch and the methods load in the background when the app is not in use
+with st.sidebar:
+    page.load_plotly_when_idle()
 with page.in_use():     # the warm-up waits while a page runs
     st.navigation(pages).run()

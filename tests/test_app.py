@@ -486,3 +486,11 @@ def test_the_elastic_warm_up_can_stop_at_the_checkpoint_the_page_opens_on(monkey
     elastic_view.precompute(pause=lambda: steps.append("pause"), first_only=True)
     first = elastic_view.elastic_model(str(paths[0]), elastic_view.stamp(paths[0]))
     assert len(steps) == 4 + first.num_levels
+
+
+def test_the_plotly_bundle_the_app_preloads_is_in_the_installed_streamlit():
+    """load_plotly_when_idle names Streamlit's Plotly bundle by its hashed file
+    name; a Streamlit release that renames it must fail here, not go unnoticed."""
+    from elastic.ui import page
+    name = page.plotly_bundle()
+    assert name is not None and name.startswith("PlotlyChart.") and name.endswith(".js")

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import pytest
 
 from elastic import explore
+from elastic.ui import page as page_module
 from elastic.explore import METRICS
 from elastic.results import load_all
 from test_app import build_results
@@ -131,6 +132,10 @@ def test_slider_in_the_browser_changes_the_chosen_configuration(results, tmp_pat
                                    timeout=10_000)                # the URL shares the new view
             page.wait_for_timeout(500)                            # let the views finish drawing
             page.screenshot(path=str(shot), full_page=True)
+            # Idle on a page without Plotly, the browser has loaded Plotly's bundle for the next page.
+            page.wait_for_function("(name) => performance.getEntriesByType('resource')"
+                                   ".some(e => e.name.endsWith('/static/js/' + name))",
+                                   arg=page_module.plotly_bundle(), timeout=15_000)
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000

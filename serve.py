@@ -16,8 +16,6 @@ import streamlit as st
 from elastic.ui import page
 
 LOG = logging.getLogger("elastic")
-# Streamlit warns once per cached call made outside a page ("missing ScriptRunContext").
-QUIET = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
 
 
 @contextlib.asynccontextmanager
@@ -27,12 +25,7 @@ async def ready(_app):
     started = time.monotonic()
     loaded = page.preload()
     if page.precomputing():
-        level = QUIET.level
-        QUIET.setLevel(logging.ERROR)
-        try:
-            page.precompute(first_only=True)
-        finally:
-            QUIET.setLevel(level)
+        page.precompute(first_only=True)
     LOG.warning("serve.py: ready after %.1f s (torch and the model pages loaded in %.1f s)",
                 time.monotonic() - started, loaded)
     yield

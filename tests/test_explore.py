@@ -196,6 +196,16 @@ def test_format_quantity_without_the_noun_fits_under_a_label(metric, value, text
     assert explore.format_quantity(value, explore.METRICS[metric], noun=False) == text
 
 
+@pytest.mark.parametrize("metric, value, title", [
+    ("macs", 40.8e6, "MACs (M)"), ("params", 272e3, "Parameters (K)"), ("params", 512, "Parameters"),
+    ("memory", 1.5 * MB, "Peak memory (fp32, MB)"), ("latency_ort", 0.4, "Latency (onnxruntime, ms)"),
+])
+def test_an_axis_title_names_the_unit_once(metric, value, title):
+    """Not "MACs (M MACs)"."""
+    metric = METRICS[metric]
+    assert explore.axis_title(metric, explore.choose_unit(metric, value)) == title
+
+
 def test_slider_spec_covers_every_configuration_in_round_steps():
     spec = explore.slider_spec(METRICS["macs"], [20.4e6, 40.8e6, float("nan")])
     assert spec.unit.name == "M MACs" and spec.low == 0

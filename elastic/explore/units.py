@@ -67,6 +67,17 @@ _COUNT_PREFIXES = (("", 1.0), ("K", 1e3), ("M", 1e6), ("G", 1e9))
 _BYTE_UNITS = (("B", 1.0), ("KB", 1024.0), ("MB", 1024.0 ** 2), ("GB", 1024.0 ** 3))
 
 
+def axis_title(metric: Metric, unit: Unit) -> str:
+    """An axis title that names the unit once: 'MACs (M)', 'Parameters (K)',
+    'Peak memory (fp32, MB)', 'Latency (PyTorch, ms)'."""
+    short = unit.name.removesuffix(f" {metric.noun}") if metric.noun else unit.name
+    if short == metric.noun:                                  # no prefix: plain MACs or parameters
+        return metric.label
+    if metric.label.endswith(")"):
+        return f"{metric.label[:-1]}, {short})"
+    return f"{metric.label} ({short})"
+
+
 def choose_unit(metric: Metric, value: float) -> Unit:
     """The largest unit in which `value` is at least 1 (K params for 270,000
     parameters, M MACs for 41 million, MB for 1.2 million bytes)."""

@@ -55,7 +55,7 @@ def tradeoff_chart(rows: pd.DataFrame, metric: Metric, *, budget: float | None =
     unit = explore.choose_unit(metric, float(values[measured].max()))
     low, high = values[measured].min() / unit.scale, values[measured].max() / unit.scale
     log = low > 0 and high / low > 30
-    x = {"field": "x", "type": "quantitative", "title": f"{metric.label} ({unit.name})",
+    x = {"field": "x", "type": "quantitative", "title": explore.axis_title(metric, unit),
          "scale": {"type": "log"} if log else {"zero": True}}
     y = {"field": "y", "type": "quantitative", "title": "test accuracy (%)", "scale": {"zero": False}}
     tooltip = [{"field": "what", "title": "configuration"}, {"field": "label", "title": "label"},

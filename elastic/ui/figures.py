@@ -119,7 +119,7 @@ def tradeoff_figure(rows: pd.DataFrame, metric: Metric, *, budget: float | None 
                 "name": "best under budget", "legendgroup": "best", "showlegend": legend, "legendrank": 1000,
                 "marker": {"size": 20, "color": "rgba(0,0,0,0)", "line": {"color": BEST_COLOR, "width": 3}},
                 "hovertext": hover_texts(best_cols, metric, [0]), "hoverinfo": "text"})
-        xaxis.update(title={"text": f"{metric.label} ({unit.name})"}, type="log" if log else "linear",
+        xaxis.update(title={"text": explore.axis_title(metric, unit)}, type="log" if log else "linear",
                      rangemode="normal" if log else "tozero")
         if log:
             xaxis["dtick"] = 1          # one tick per decade: 0.1, 1, 10

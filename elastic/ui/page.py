@@ -90,11 +90,20 @@ def precompute(pause: Callable[[], None] = lambda: None, first_only: bool = Fals
 
     steps = {"layers": models.precompute, "blocks": blocks_live.precompute,
              "elastic": functools.partial(elastic_view.precompute, first_only=first_only)}
-    for name, step in steps.items():
-        try:
-            step(pause=pause)
-        except Exception as err:  # best effort: the page computes what is missing itself
-            logging.getLogger(__name__).warning("warm-up of the %s page skipped: %s", name, err)
+    level = _NO_CONTEXT.level
+    _NO_CONTEXT.setLevel(logging.ERROR)
+    try:
+        for name, step in steps.items():
+            try:
+                step(pause=pause)
+            except Exception as err:  # best effort: the page computes what is missing itself
+                logging.getLogger(__name__).warning("warm-up of the %s page skipped: %s", name, err)
+    finally:
+        _NO_CONTEXT.setLevel(level)
+
+
+# Streamlit warns once per cached call made outside a page run ("missing ScriptRunContext").
+_NO_CONTEXT = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
 
 
 def freeze_imports() -> None:

@@ -79,6 +79,10 @@ def precomputing() -> bool:
     return os.environ.get("ELASTIC_PRECOMPUTE", "1") != "0"
 
 
+# Streamlit warns once per cached call made outside a page run ("missing ScriptRunContext").
+_NO_CONTEXT = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+
+
 def precompute(pause: Callable[[], None] = lambda: None, first_only: bool = False) -> None:
     """Fill the caches that the first visits to the model pages need: the layer
     table and plans and the block page's trained baseline measured, for the
@@ -100,10 +104,6 @@ def precompute(pause: Callable[[], None] = lambda: None, first_only: bool = Fals
                 logging.getLogger(__name__).warning("warm-up of the %s page skipped: %s", name, err)
     finally:
         _NO_CONTEXT.setLevel(level)
-
-
-# Streamlit warns once per cached call made outside a page run ("missing ScriptRunContext").
-_NO_CONTEXT = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
 
 
 def freeze_imports() -> None:

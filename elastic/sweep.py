@@ -160,7 +160,8 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
         handle, code, tail = wait(list(running))
         job, t0, expected = running.pop(handle)
         if code == 0:
-            mark_finished(results, job, clock() - t0, expected, getattr(estimate, "factor", None))
+            factor = estimate.factor_for(job) if hasattr(estimate, "factor_for") else None
+            mark_finished(results, job, clock() - t0, expected, factor)
             done.add(job.key)
             report.ran.append(job.key)
         else:
@@ -204,30 +205,48 @@ def dependants_next(jobs: list[Job], first: set[str]) -> list[Job]:
     return out
 
 
+def job_kind(key: str) -> tuple[str, str]:
+    """(architecture, method) of a job's name or ledger key ('cifar10/resnet56/complexity/FA/0.5@1a2b3c4d')."""
+    parts = key.split("@")[0].split("/")
+    return (parts[1], parts[2]) if len(parts) >= 3 else ("", key)
+
+
 class Estimator:
     """Expected seconds of a job on this machine: its work (`Work`) times the
     step time of its architecture, measured here by a probe (a few training steps
     on random images, in the precision the jobs use), times a factor learnt from
-    the jobs this ledger has seen finish (their seconds over their estimate; 1.5
-    before any has: data, augmentation and evaluation on top of the pure step)."""
+    the jobs this ledger has seen finish (`factor_for`: their seconds over their
+    estimate; 1.5 before any has: data, augmentation and evaluation on top of
+    the pure step)."""
 
     def __init__(self, precision: str, ledger: Path | None = None,
                  step_seconds: Callable[[Work, str], float] | None = None):
         self.precision = precision
         self.measure = step_seconds or probe_step_seconds
         self.steps: dict[tuple, float] = {}
-        self.factor = 1.5
-        ratios = []
+        self.ratios: list[tuple[tuple[str, str], float]] = []     # (architecture, method), in ledger order
         if ledger is not None and ledger.is_file():
             for line in ledger.read_text().splitlines():
                 try:
                     record = json.loads(line)
                     if record.get("estimate") and record.get("factor"):
-                        ratios.append(record["seconds"] / record["estimate"] * record["factor"])
+                        ratio = record["seconds"] / record["estimate"] * record["factor"]
+                        self.ratios.append((job_kind(record["key"]), ratio))
                 except (ValueError, KeyError, TypeError, ZeroDivisionError):
                     continue
-        if ratios:
-            self.factor = max(ratios[-5:])          # the worst of the recent ones: a deadline is a promise
+
+    def factor_for(self, job: Job) -> float:
+        """The worst of the last five ratios (seconds over the estimate without
+        a factor) of finished jobs of the same architecture and method, else of
+        the same method, else of any: a deadline is a promise, but one kind of
+        job that the step model misjudges (joint training trains every level;
+        thin ResNets run far below their MAC share) must not stretch the others."""
+        arch, method = job_kind(job.key)
+        for same in (lambda kind: kind == (arch, method), lambda kind: kind[1] == method, lambda kind: True):
+            found = [ratio for kind, ratio in self.ratios if same(kind)]
+            if found:
+                return max(found[-5:])
+        return 1.5
 
     def __call__(self, job: Job) -> float:
         from elastic.data import DATASETS
@@ -239,7 +258,7 @@ class Estimator:
         train_images = {"cifar": 45000, "imagenette": 8522}[spec.family]
         steps = work.epochs * (1.0 - self.done(work)) * train_images / work.batch
         # Small widths do not speed up in proportion to their MACs (CPU efficiency is about 0.5).
-        return 60.0 + steps * self.steps[key] * (0.25 + 0.75 * work.scale) * self.factor
+        return 60.0 + steps * self.steps[key] * (0.25 + 0.75 * work.scale) * self.factor_for(job)
 
     def done(self, work: Work) -> float:
         """The fraction of a single training that a cut-off run of it has done:

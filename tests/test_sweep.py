@@ -227,7 +227,7 @@ def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
     run = identity.baseline_name("cifar10", "resnet20", epochs=10, seed=0, data_source="archive")
     work = Work("cifar10", "resnet20", 250, 10, run=run)
     estimate = Estimator("fp32", step_seconds=lambda w, p: 0.1)   # 180 steps an epoch, 0.1 s a step
-    job = SimpleNamespace(work=work)
+    job = SimpleNamespace(work=work, key="cifar10/resnet20/baseline@0123abcd")
     assert estimate(job) == pytest.approx(60 + 10 * 180 * 0.1 * 1.5)
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -237,6 +237,28 @@ def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
     torch.save({"epoch": 9, "recipe": {"batch_size": 128, "epochs": 10}},    # another batch size: not this job
                folder / identity.checkpoint_name(f"{run}/fp32-ffffffff").replace(".pt", ".resume.pt"))
     assert estimate(job) == pytest.approx(60 + 4 * 180 * 0.1 * 1.5)
+
+
+def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
+    """Joint training ran 3.6x its estimate on VGG-16; that must not stretch
+    the estimate of a complexity job, whose kind ran 1.3x."""
+    from elastic.sweep import Estimator
+
+    ledger = tmp_path / "r.sweep.jsonl"
+    records = [("cifar10/vgg16/complexity/FA/0.5", 1300, 1000, 1.0), ("cifar10/vgg16/elastic-joint", 3600, 1000, 1.0),
+               ("cifar10/alexnet/uniform/0.5", 2000, 1000, 2.0), ("cifar10/resnet56/uniform/0.5", 1500, 1000, 1.0)]
+    ledger.write_text("".join(json.dumps({"key": f"{name}@0123abcd", "seconds": seconds, "estimate": estimate,
+                                          "factor": factor}) + "\n" for name, seconds, estimate, factor in records)
+                      + "not json\n")
+    estimate = Estimator("fp32", ledger=ledger, step_seconds=lambda w, p: 0.1)
+
+    def factor(name):
+        return estimate.factor_for(SimpleNamespace(key=f"{name}@ffffffff"))
+    assert factor("cifar10/vgg16/complexity/MA/0.3") == pytest.approx(1.3)      # same architecture and method
+    assert factor("cifar10/resnet56/uniform/0.7") == pytest.approx(1.5)         # its own, not AlexNet's 4.0
+    assert factor("cifar10/vgg16/uniform/0.3") == pytest.approx(4.0)            # same method, the worst of them
+    assert factor("cifar10/resnet56/block") == pytest.approx(4.0)               # a new kind: the worst of all
+    assert Estimator("fp32", step_seconds=lambda w, p: 0.1).factor_for(SimpleNamespace(key="a/b/c@0")) == 1.5
 
 
 def test_the_cpu_grid_runs_in_the_issue_order(tmp_path):

@@ -33,9 +33,9 @@ else:
     runs = blocks_view.run_order(steps)
     st.subheader("Accuracy against MACs, step by step")
     st.plotly_chart(blocks_view.trajectory_figure(steps, runs), width="stretch", config={"displaylogo": False})
-    st.caption("Each marker is one greedy step (left to right: more blocks removed, fewer MACs). Solid: test accuracy after "
-               "fine-tuning. Dotted: validation accuracy right after the removal, before fine-tuning (the "
-               "first point is the starting network); test accuracy before fine-tuning is not measured.")
+    st.caption("Each marker is one greedy step (left to right: more blocks removed, fewer MACs). Solid: test "
+               "accuracy after fine-tuning. Dotted: validation accuracy right after the removal, before fine-tuning "
+               "(the first point is the starting network); test accuracy before fine-tuning is not measured.")
     missing = [m for m in blocks_view.METHODS if m not in set(steps["method"])]
     if missing:
         st.info(f"**Not yet run** for {arch} on {dataset}: "

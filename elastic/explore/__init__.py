@@ -12,8 +12,8 @@ on its own. One module a concern; the pages read them through this package:
 """
 from __future__ import annotations
 
-from elastic.explore.units import (INEFFICIENT_BELOW, METRICS, NOT_MEASURED, PLOTTED, as_shown, axis_title, choose_unit,
-                                   efficiency, format_bytes, format_quantity,
+from elastic.explore.units import (INEFFICIENT_BELOW, METRICS, NOT_MEASURED, PLOTTED, as_shown, axis_title,
+                                   choose_unit, efficiency, format_bytes, format_quantity,
                                    Metric, parse_number, plain_number, plotted,
                                    present, slider_spec, SliderSpec, Unit)
 from elastic.explore.table import (ALL_ARCHS, GRID_DATASETS, MODE_METRIC, PROVENANCE, UNRECORDED, archs,
@@ -28,7 +28,8 @@ from elastic.explore.devices import (DEVICES_FILE, Device, device_fit, Fit, load
 from elastic.explore.claims import (CLAIMS_FILE, load_claims, measured_summary)
 from elastic.explore.links import (MODES, PRECISIONS, Choices, query_problems)
 
-__all__ = ["INEFFICIENT_BELOW", "METRICS", "NOT_MEASURED", "PLOTTED", "as_shown", "axis_title", "choose_unit", "efficiency",
+__all__ = ["INEFFICIENT_BELOW", "METRICS", "NOT_MEASURED", "PLOTTED", "as_shown", "axis_title", "choose_unit",
+           "efficiency",
            "format_bytes", "format_quantity", "Metric", "parse_number", "plain_number", "plotted",
            "present", "slider_spec", "SliderSpec", "Unit", "ALL_ARCHS", "GRID_DATASETS", "MODE_METRIC",
            "PROVENANCE", "UNRECORDED", "archs", "configurations", "data_kind", "datasets", "describe",

@@ -284,7 +284,7 @@ def _smoke(opts: GridOptions) -> list[Job]:
     jobs = method_jobs(Cell("cifar10", "resnet20", opts.epochs or 1, opts, ft_epochs=1, grow_epochs=1,
                             batch=64, data=("--data", "synthetic"), block_limit=("--max-blocks", "1"),
                             targets=(0.5,), modes=("FA",)))
-    return [Job(j.name, j.argv, j.after) for j in jobs if not j.name.endswith("elastic-joint")]   # no estimate
+    return [j for j in jobs if not j.name.endswith("elastic-joint")]
 
 
 GRIDS.add("smoke", Grid("smoke", "ResNet-20 on synthetic data, every method once (seconds)", _smoke))

@@ -205,6 +205,12 @@ def dependants_next(jobs: list[Job], first: set[str]) -> list[Job]:
     return out
 
 
+def _family(method: str) -> str:
+    """A method's family in the registry ("" for the baseline or a name it does not know)."""
+    from elastic.methods import METHODS
+    return METHODS.get(method).family if method in METHODS.names() else ""
+
+
 def job_kind(key: str) -> tuple[str, str]:
     """(architecture, method) of a job's name or ledger key ('cifar10/resnet56/complexity/FA/0.5@1a2b3c4d')."""
     parts = key.split("@")[0].split("/")
@@ -238,11 +244,14 @@ class Estimator:
     def factor_for(self, job: Job) -> float:
         """The worst of the last five ratios (seconds over the estimate without
         a factor) of finished jobs of the same architecture and method, else of
-        the same method, else of any: a deadline is a promise, but one kind of
-        job that the step model misjudges (joint training trains every level;
-        thin ResNets run far below their MAC share) must not stretch the others."""
+        the same method, else of the same family (block and its L1 proxy), else
+        of any: a deadline is a promise, but one kind of job that the step model
+        misjudges (joint training trains every level; thin ResNets run far below
+        their MAC share) must not stretch the others."""
         arch, method = job_kind(job.key)
-        for same in (lambda kind: kind == (arch, method), lambda kind: kind[1] == method, lambda kind: True):
+        family = _family(method)
+        for same in (lambda kind: kind == (arch, method), lambda kind: kind[1] == method,
+                     lambda kind: family and _family(kind[1]) == family, lambda kind: True):
             found = [ratio for kind, ratio in self.ratios if same(kind)]
             if found:
                 return max(found[-5:])

@@ -180,6 +180,9 @@ def test_the_sweep_trains_a_baseline_again_when_its_checkpoint_is_gone(tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "2 ran, 0 already done, 0 failed" in again.stdout
     assert read_results(out)["method"].value_counts().to_dict() == {"baseline": 1, "block": 2}
+    # No deadline, yet on a CPU each job's estimate is recorded beside its seconds, for the next deadline.
+    records = [json.loads(line) for line in out.with_name("smoke.sweep.jsonl").read_text().splitlines()]
+    assert all(r["estimate"] > 0 and r["factor"] > 0 for r in records)
 
 
 class FakeClock:
@@ -246,7 +249,8 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
 
     ledger = tmp_path / "r.sweep.jsonl"
     records = [("cifar10/vgg16/complexity/FA/0.5", 1300, 1000, 1.0), ("cifar10/vgg16/elastic-joint", 3600, 1000, 1.0),
-               ("cifar10/alexnet/uniform/0.5", 2000, 1000, 2.0), ("cifar10/resnet56/uniform/0.5", 1500, 1000, 1.0)]
+               ("cifar10/alexnet/uniform/0.5", 2000, 1000, 2.0), ("cifar10/resnet56/uniform/0.5", 1500, 1000, 1.0),
+               ("cifar10/resnet56/block", 1200, 1000, 1.0)]
     ledger.write_text("".join(json.dumps({"key": f"{name}@0123abcd", "seconds": seconds, "estimate": estimate,
                                           "factor": factor}) + "\n" for name, seconds, estimate, factor in records)
                       + "not json\n")
@@ -257,7 +261,9 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
     assert factor("cifar10/vgg16/complexity/MA/0.3") == pytest.approx(1.3)      # same architecture and method
     assert factor("cifar10/resnet56/uniform/0.7") == pytest.approx(1.5)         # its own, not AlexNet's 4.0
     assert factor("cifar10/vgg16/uniform/0.3") == pytest.approx(4.0)            # same method, the worst of them
-    assert factor("cifar10/resnet56/block") == pytest.approx(4.0)               # a new kind: the worst of all
+    assert factor("cifar10/resnet20/block") == pytest.approx(1.2)               # same method
+    assert factor("cifar10/resnet56/block-l1") == pytest.approx(1.2)            # same family, not joint's 3.6
+    assert factor("cifar10/resnet56/baseline") == pytest.approx(4.0)            # a new kind: the worst of all
     assert Estimator("fp32", step_seconds=lambda w, p: 0.1).factor_for(SimpleNamespace(key="a/b/c@0")) == 1.5
 
 

@@ -82,7 +82,8 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
         raise ElasticError(f"--out {out} is a folder; name a results file, e.g. {out / 'results.csv'}")
     check_creatable(out.parent, f"--out {out}")
     # Resolved once, here: every job trains in the same arithmetic and its key says which.
-    precision = precision_for(args, pick_device(args.device or "auto"))
+    on = pick_device(args.device or "auto")
+    precision = precision_for(args, on)
     extra = (*(("--device", args.device) if args.device else ()), "--precision", precision)
     opts = GridOptions(out, args.epochs, tuple(args.archs), tuple(args.methods), extra)
     grid = GRIDS.get(args.grid)
@@ -117,7 +118,9 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
         if kind == "failed":
             bar.write(f"FAILED {job.key}:\n{report.failed[job.key]}")
     stop_after = None if args.stop_after is None else args.stop_after * 60
-    estimate = Estimator(precision, ledger_path(out)) if stop_after is not None else None
+    # On a CPU every job is estimated, with or without a deadline: the ledger records the
+    # estimate beside the seconds, and the next deadline learns its factor from them.
+    estimate = Estimator(precision, ledger_path(out)) if stop_after is not None or on.type == "cpu" else None
     report = run_jobs(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
                       on_event=on_event, main=main, done=done)
     bar.close()

@@ -342,7 +342,7 @@ def test_the_warm_up_waits_while_the_app_is_in_use():
         with page.in_use():
             entered.set()
             leave.wait(10)
-        done["user"] = time.monotonic()
+            done["user"] = time.monotonic()   # at most the moment the use ends
 
     def warm_up() -> None:
         entered.wait(10)

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from elastic.data import load_dataset
 from elastic.identity import checkpoint_name
@@ -63,3 +64,28 @@ def test_a_checkpoint_that_does_not_reproduce_its_row_is_not_shipped(tmp_path):
         ship(row["run_id"].iloc[0], row, data, tmp_path / "shipped", sources=[source], half=True,
              on_line=lambda _: None)
     assert list((tmp_path / "shipped").iterdir()) == []
+
+
+def test_half_storage_rounds_the_weights_and_keeps_the_vectors():
+    """--half stores kernels and weight matrices as float16 (nearly all the
+    bytes) and keeps biases and norm statistics float32; a model loaded from the
+    compact copy is float32 again."""
+    from elastic.checkpoints import load_checkpoint, load_model, save_checkpoint
+    import tempfile
+
+    from elastic.shipping import HALF, compact
+
+    state = load_checkpoint(FOLDER / "cifar10__resnet20__baseline__e12__s0__fp32-69ffb0f4.pt")
+    state["model"] = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}  # as trained
+    small = compact(state, half=True)
+    tensors = small["model"]
+    assert small["storage"] == HALF and "optimizer" not in small
+    assert tensors["conv1.weight"].dtype == tensors["fc.weight"].dtype == torch.float16
+    assert tensors["bn1.running_var"].dtype == tensors["bn1.weight"].dtype == tensors["fc.bias"].dtype == torch.float32
+    assert tensors["bn1.num_batches_tracked"].dtype == torch.int64
+    assert compact(state, half=False)["model"]["conv1.weight"].dtype == state["model"]["conv1.weight"].dtype
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "small.pt"
+        save_checkpoint(path, small)
+        model, _ = load_model(path)
+    assert {p.dtype for p in model.state_dict().values() if p.is_floating_point()} == {torch.float32}

@@ -94,6 +94,20 @@ def test_table_prints_each_architectures_measured_rows(tmp_path, capsys):
     assert "### resnet50 on cifar10" in out and "not yet run: python -m elastic train --arch resnet50" in out
 
 
+def test_table_lists_a_runs_steps_in_order(tmp_path, capsys):
+    """ResNet-56's block pruning has 14 steps: step 2 comes before step 10."""
+    import re
+    import shutil
+
+    from elastic.results import RESULTS_DIR
+
+    shutil.copy(RESULTS_DIR / "cifar10.csv", tmp_path / "cifar10.csv")
+    assert main(["table", "--results", str(tmp_path), "--archs", "resnet56"]) == 0
+    steps = [int(m) for m in re.findall(r"^\| Block pruning \(direct\) · target 0.5 · step (\d+) ",
+                                        capsys.readouterr().out, flags=re.M)]
+    assert steps == list(range(1, 15))
+
+
 def test_table_of_an_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["table", "--results", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: no results in {tmp_path}"

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from elastic.explore.units import present
+from elastic.identity import parse
 from elastic.methods import METHODS
 
 MODE_METRIC = {"PA": "params", "FA": "macs", "MA": "memory"}   # what each mode's target is a fraction of
@@ -156,8 +157,9 @@ def measured_table(frame: pd.DataFrame, *, dataset: str, arch: str) -> pd.DataFr
     rows = select(frame, dataset=dataset, arch=arch)
     order = {name: i for i, name in enumerate(METHODS.names())}
     rows = rows.assign(_method=rows["method"].map(order).fillna(len(order)),
+                       _run=[parse(str(r)).run for r in rows["run_id"]],      # step 2 before step 10
                        _level=pd.to_numeric(rows["level"], errors="coerce") if "level" in rows else 0.0)
-    rows = rows.sort_values(["_method", "mode", "target", "run_id", "_level"], kind="stable")
+    rows = rows.sort_values(["_method", "mode", "target", "_run", "_level"], kind="stable")
 
     def number(value: float, digits: int) -> str:
         return f"{value:.{digits}f}" if present(value) else ""

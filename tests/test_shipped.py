@@ -66,13 +66,11 @@ def test_a_checkpoint_that_does_not_reproduce_its_row_is_not_shipped(tmp_path):
     assert list((tmp_path / "shipped").iterdir()) == []
 
 
-def test_half_storage_rounds_the_weights_and_keeps_the_vectors():
+def test_half_storage_rounds_the_weights_and_keeps_the_vectors(tmp_path):
     """--half stores kernels and weight matrices as float16 (nearly all the
     bytes) and keeps biases and norm statistics float32; a model loaded from the
     compact copy is float32 again."""
     from elastic.checkpoints import load_checkpoint, load_model, save_checkpoint
-    import tempfile
-
     from elastic.shipping import HALF, compact
 
     state = load_checkpoint(FOLDER / "cifar10__resnet20__baseline__e12__s0__fp32-69ffb0f4.pt")
@@ -84,8 +82,6 @@ def test_half_storage_rounds_the_weights_and_keeps_the_vectors():
     assert tensors["bn1.running_var"].dtype == tensors["bn1.weight"].dtype == tensors["fc.bias"].dtype == torch.float32
     assert tensors["bn1.num_batches_tracked"].dtype == torch.int64
     assert compact(state, half=False)["model"]["conv1.weight"].dtype == state["model"]["conv1.weight"].dtype
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "small.pt"
-        save_checkpoint(path, small)
-        model, _ = load_model(path)
+    save_checkpoint(tmp_path / "small.pt", small)
+    model, _ = load_model(tmp_path / "small.pt")
     assert {p.dtype for p in model.state_dict().values() if p.is_floating_point()} == {torch.float32}

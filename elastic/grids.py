@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from elastic import identity
+from elastic.catalog import REMOVABLE_BLOCKS
 from elastic.methods import METHODS
 from elastic.registry import Registry
 
@@ -81,9 +82,6 @@ GRIDS: Registry[Grid] = Registry("grid")
 
 TARGETS = (0.3, 0.5, 0.7)
 GRID_METHODS = tuple(name for name in METHODS if METHODS.get(name).grid)
-RESIDUAL = ("resnet20", "resnet56", "resnet50")
-# Removable blocks (all but the first of each stage), for a block job's expected work.
-REMOVABLE_BLOCKS = {"resnet20": 6, "resnet56": 24, "resnet50": 12}
 VAL_FRACTION = {"cifar10": 5000 / 45000, "cifar100": 5000 / 45000, "imagenette": 0.11}
 
 
@@ -163,9 +161,9 @@ def _filter_jobs(cell: Cell, methods: tuple[str, ...]) -> list[Job]:
 
 def _block_jobs(cell: Cell, methods: tuple[str, ...]) -> list[Job]:
     """Each block pruning method to half the MACs, on residual networks only."""
-    if cell.arch not in RESIDUAL:
+    if cell.arch not in REMOVABLE_BLOCKS:
         return []
-    blocks = REMOVABLE_BLOCKS.get(cell.arch, 8)
+    blocks = REMOVABLE_BLOCKS[cell.arch]
     steps = blocks // 2                                   # about half the blocks go for half the MACs
     scans = sum(blocks - k for k in range(steps)) * VAL_FRACTION.get(cell.dataset, 0.1) / 3
     return [Job(f"{cell.dataset}/{cell.arch}/{m}", (

@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from elastic import explore
-from elastic.methods import METHODS
+from elastic.methods import METHODS, applies
 from elastic.ui import data, figures, page, state, widgets
 
 page.start("Compare with the papers",
@@ -38,7 +38,8 @@ for name in METHODS.names():
         ours.markdown("*Measured here*")
         m = measured.get(name)
         if m is None:
-            ours.markdown("Not yet run.")
+            ours.markdown("Not yet run." if applies(name, arch)
+                          else f"Does not apply: {arch} has no removable residual blocks.")
         else:
             text = f"{m['rows']} configuration(s), best test accuracy **{m['best_test_acc']:.2f}%**."
             if name != "baseline":

@@ -99,6 +99,10 @@ if missing:
     where = f"{'any architecture' if arch == explore.ALL_ARCHS else arch} on {dataset}"
     st.info(f"**Not yet run** for {where}: " + ", ".join(explore.method_label(m) for m in missing)
             + ". Nothing is shown or estimated for them.")
+inapplicable = explore.not_applicable(arch)
+if inapplicable:
+    st.caption(", ".join(explore.method_label(m) for m in inapplicable)
+               + f": does not apply to {arch}, which has no removable residual blocks.")
 if arch == explore.ALL_ARCHS:
     unrun = [a for a in offered if a not in set(scheduled["arch"])]
     if unrun:

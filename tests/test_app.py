@@ -145,6 +145,9 @@ def test_pickers_change_the_rows_and_the_choice(results, frame):
 
     widget(at.selectbox, "Architecture").set_value("alexnet").run()
     assert not at.exception and expected(frame, arch="alexnet").row["run_id"] in card(at)
+    not_run = " ".join(box.value for box in at.info if "Not yet run" in box.value)
+    assert "Uniform thinning" in not_run and "Block pruning" not in not_run
+    assert any("Block pruning (direct)" in c.value and "does not apply to alexnet" in c.value for c in at.caption)
 
     widget(at.selectbox, "Architecture").set_value(explore.ALL_ARCHS).run()
     assert not at.exception
@@ -256,6 +259,12 @@ def test_compare_page_puts_claims_beside_measurements(results, frame):
     assert "91.25" in text                                           # ResNet-20's claim, labelled as a claim
     best = explore.select(frame, dataset="cifar10", arch="resnet20", methods=["complexity"])["test_acc"].max()
     assert f"best test accuracy **{best:.2f}%**" in text
+    assert "Does not apply" not in text
+
+    at = app(arch="alexnet", dataset="cifar10")
+    at.switch_page("pages/compare.py").run()
+    text = " ".join(m.value for m in at.markdown)
+    assert not at.exception and text.count("Does not apply: alexnet has no removable residual blocks.") == 3
 
 
 def test_export_page_rebuilds_a_row_with_its_checkpoint(results, frame):

@@ -269,6 +269,18 @@ def test_missing_methods_lists_every_registered_method_without_rows():
     assert explore.missing_methods(rows, dataset="imagenette") == METHODS.names()
 
 
+def test_block_pruning_is_not_missing_where_it_cannot_run():
+    """AlexNet and VGG-16 have no residual blocks: block pruning does not apply
+    to them, so it is never listed as not yet run there; it is for ResNets."""
+    blocks = [m for m in METHODS.names() if METHODS.get(m).family == "blocks"]
+    rows = make_rows(dict(method="baseline", arch="alexnet"), dict(method="baseline", arch="resnet56"))
+    for arch in ("alexnet", "vgg16"):
+        assert explore.not_applicable(arch) == blocks
+        assert not set(blocks) & set(explore.missing_methods(rows, dataset="cifar10", arch=arch))
+    assert explore.not_applicable("resnet56") == [] == explore.not_applicable(explore.ALL_ARCHS)
+    assert set(blocks) <= set(explore.missing_methods(rows, dataset="cifar10", arch="resnet56"))
+
+
 def test_describe_and_how_made_say_how_each_number_was_made():
     row = make_rows(dict(mode="FA", target=0.5, epochs=1, label="short CPU schedule (12 epochs)")).iloc[0]
     assert explore.describe(row.to_dict()) == "Complexity-driven (PA/FA/MA) · FA · target 0.5 · resnet20 · 1 epoch"

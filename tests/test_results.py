@@ -132,3 +132,18 @@ def test_the_torch_free_catalog_matches_the_registries():
     from elastic.models import ARCHS
     assert ARCH_FAMILY == {name: ARCHS.get(name).family for name in ARCHS.names()}
     assert DATASET_FAMILY == {name: DATASETS.get(name).family for name in DATASETS.names()}
+
+
+def test_the_catalogs_removable_blocks_are_what_block_pruning_finds():
+    """Block pruning's candidates, found by tracing each registered network at
+    its input size, are exactly as many as the catalog says (none: not listed)."""
+    from elastic.catalog import REMOVABLE_BLOCKS
+    from elastic.methods.blocks import candidate_blocks
+    from elastic.models import ARCHS, build_model
+    found = {}
+    for name in ARCHS.names():
+        size = ARCHS.get(name).input_size
+        count = len(candidate_blocks(build_model(name, 10), (3, size, size)))
+        if count:
+            found[name] = count
+    assert found == REMOVABLE_BLOCKS

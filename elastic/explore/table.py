@@ -8,7 +8,7 @@ import pandas as pd
 
 from elastic.explore.units import present
 from elastic.identity import parse
-from elastic.methods import METHODS
+from elastic.methods import METHODS, applies
 
 MODE_METRIC = {"PA": "params", "FA": "macs", "MA": "memory"}   # what each mode's target is a fraction of
 ALL_ARCHS = "all"          # the architecture choice that compares every architecture
@@ -102,10 +102,19 @@ def select(frame: pd.DataFrame, *, dataset: str, arch: str = ALL_ARCHS,
 
 
 def missing_methods(frame: pd.DataFrame, *, dataset: str, arch: str = ALL_ARCHS) -> list[str]:
-    """Registered methods with no rows for this dataset and architecture: shown
-    as "not yet run", never filled in."""
+    """Registered methods with no rows for this dataset and architecture that
+    could have some (`not_applicable` leaves out the rest): shown as "not yet
+    run", never filled in."""
     present = set(select(frame, dataset=dataset, arch=arch)["method"])
-    return [name for name in METHODS.names() if name not in present]
+    return [name for name in METHODS.names() if name not in present and name not in not_applicable(arch)]
+
+
+def not_applicable(arch: str) -> list[str]:
+    """Registered methods that cannot run on this architecture (block pruning on
+    a network without residual blocks); none for every architecture at once."""
+    if arch == ALL_ARCHS:
+        return []
+    return [name for name in METHODS.names() if not applies(name, arch)]
 
 
 GRID_DATASETS = ("cifar10", "imagenette")     # the datasets `sweep --grid cpu` covers

@@ -25,6 +25,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from elastic.catalog import REMOVABLE_BLOCKS
 from elastic.registry import Registry
 
 
@@ -97,4 +98,11 @@ def selected_by(command: str) -> tuple[str, ...]:
     return tuple(name for name in METHODS if METHODS.get(name).argv[:2] == (command, "--method"))
 
 
-__all__ = ["METHODS", "Method", "in_family", "selected_by"]
+def applies(name: str, arch: str) -> bool:
+    """Whether a method can run on an architecture at all: block pruning needs
+    removable residual blocks, which AlexNet and the VGGs do not have
+    (`catalog.REMOVABLE_BLOCKS`); the other families run on any."""
+    return METHODS.get(name).family != "blocks" or arch in REMOVABLE_BLOCKS
+
+
+__all__ = ["METHODS", "Method", "applies", "in_family", "selected_by"]

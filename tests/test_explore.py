@@ -287,11 +287,13 @@ def test_describe_and_how_made_say_how_each_number_was_made():
     bf16 = make_rows(dict(method="baseline", precision="bf16")).iloc[0].to_dict()
     assert explore.describe(bf16) == "Baseline · resnet20 · 12 epochs · bf16"   # told apart from the fp32 one
     rows = make_rows(dict(label="short CPU schedule (12 epochs)"), dict(label="short CPU schedule (12 epochs)"),
-                     dict(label="", data_source="synthetic", epochs=1))
+                     dict(label="", data_source="synthetic", epochs=1, precision="bf16", cpu=""))
     table = explore.how_made(rows)
     assert table.to_dict("records") == [
-        {"label": "short CPU schedule (12 epochs)", "data": "archive", "epochs": 12, "rows": 2},
-        {"label": "(no label)", "data": "synthetic (not real images)", "epochs": 1, "rows": 1}]
+        {"label": "short CPU schedule (12 epochs)", "data": "archive", "epochs": 12, "precision": "fp32",
+         "cpu": "test CPU", "rows": 2},
+        {"label": "(no label)", "data": "synthetic (not real images)", "epochs": 1, "precision": "bf16",
+         "cpu": "unrecorded", "rows": 1}]
 
 
 def test_baseline_and_reductions():

@@ -208,15 +208,18 @@ def epochs_text(epochs: float) -> str:
 
 def how_made(rows: pd.DataFrame) -> pd.DataFrame:
     """How the numbers on screen were made: one line per (label, data source,
-    epochs) with the number of rows, so a short CPU schedule or synthetic data is
-    never mistaken for a full result."""
+    epochs, arithmetic, CPU) with the number of rows, so a short CPU schedule or
+    synthetic data is never mistaken for a full result."""
+    columns = ["label", "data", "epochs", "precision", "cpu"]
     if rows.empty:
-        return pd.DataFrame(columns=["label", "data", "epochs", "rows"])
+        return pd.DataFrame(columns=[*columns, "rows"])
     table = rows.assign(
         label=rows["label"].replace("", "(no label)"),
         data=rows["data_source"].map(data_kind),
-        epochs=rows["epochs"].astype("Int64"))
-    return (table.groupby(["label", "data", "epochs"], dropna=False).size()
+        epochs=rows["epochs"].astype("Int64"),
+        precision=rows["precision"].replace("", UNRECORDED),
+        cpu=rows["cpu"].replace("", UNRECORDED))
+    return (table.groupby(columns, dropna=False).size()
             .rename("rows").reset_index().sort_values("rows", ascending=False, kind="stable")
             .reset_index(drop=True))
 
@@ -229,4 +232,5 @@ def data_kind(source: str) -> str:
     return "synthetic (not real images)" if kind == "synthetic" else kind
 
 
-PROVENANCE = ["run_id", "command", "seed", "epochs", "device", "commit", "date", "seconds", "data_source", "label"]
+PROVENANCE = ["run_id", "command", "seed", "epochs", "precision", "device", "cpu", "commit", "date", "seconds",
+              "data_source", "label"]

@@ -5,6 +5,7 @@ and reads it). The commands and the app use it."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -51,12 +52,19 @@ def result_row(model: nn.Module, arch: str, data: DataSplits, *, run_id: str, me
         **complexity_columns(model, data.spec.input_size),
         "config": arch_config(model, arch, data.num_classes), "recipe": recipe or {},
         "epochs": epochs, "seed": seed, "device": str(torch.device(device)), "precision": precision,
-        "cpu": cpu_name(),
+        "cpu": cpu_name() + _threads_note(),
         "seconds": round(seconds, 1), "command": command or command_line(),
         "data_source": data.source, **provenance(),
     }
     row.update(extra)
     return row
+
+
+def _threads_note() -> str:
+    """', 1 thread' when this run trained on fewer threads than the machine has
+    cores (one of several sweep jobs side by side), so its seconds read right."""
+    threads = torch.get_num_threads()
+    return f", {threads} thread{'s' if threads > 1 else ''}" if threads < (os.cpu_count() or threads) else ""
 
 
 def checkpoint_path(run_id: str) -> Path:

@@ -45,14 +45,16 @@ def finished(results: Path) -> set[str]:
 
 
 def mark_finished(results: Path, job: Job, seconds: float, estimate: float | None = None,
-                  factor: float | None = None) -> None:
+                  factor: float | None = None, threads: int | None = None) -> None:
     """Append one line; O_APPEND writes of one short line are atomic on Linux.
     `estimate` is the seconds the job was expected to take, with the Estimator's
-    `factor` in it."""
+    `factor` in it; `threads`, the CPU threads the job had beside other jobs."""
     record = {"key": job.key, "command": job.command, "seconds": round(seconds, 1),
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if estimate:
         record.update(estimate=round(estimate, 1), factor=factor)
+    if threads:
+        record.update(threads=threads)
     line = json.dumps(record) + "\n"
     fd = os.open(ledger_path(results), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -73,11 +75,31 @@ class SweepReport:
     seconds: float = 0.0
 
 
-def run_job(argv: tuple[str, ...]) -> tuple[int, str]:
-    """Run one job as a child process; returns (exit code, tail of its output)."""
+def run_job(argv: tuple[str, ...], threads: int | None = None) -> tuple[int, str]:
+    """Run one job as a child process, with `threads` CPU threads if given (its
+    share of the cores beside other jobs); returns (exit code, tail of its output)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     proc = subprocess.run([sys.executable, "-m", "elastic", *argv], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env, preexec_fn=_end_with_the_sweep)
     return proc.returncode, _tail(proc.stdout + proc.stderr)
+
+
+def _end_with_the_sweep() -> None:
+    """In a job's child process, before it starts (Linux): be sent SIGTERM when
+    the sweep's thread that started it ends, so that a killed sweep leaves no
+    training running on (its last finished epoch stays in the resume file)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))     # 1: PR_SET_PDEATHSIG
+
+
+def cpu_threads(workers: int, cores: int) -> int | None:
+    """The threads each of `workers` jobs side by side on a CPU gets: its share of
+    the `cores` (at least one); None for one worker, which keeps torch's default.
+    Small convolutions parallelise badly, so two one-thread trainings on two
+    cores do more work than one two-thread training (benchmarks/bench_workers.py)."""
+    return max(1, cores // workers) if workers > 1 else None
 
 
 def run_job_here(argv: tuple[str, ...], main: Callable[[list[str]], int]) -> tuple[int, str]:
@@ -109,7 +131,8 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
               stop_after: float | None = None, estimate: Callable[[Job], float] | None = None,
               clock: Callable[[], float] = time.perf_counter,
               on_event: Callable[[str, Job, SweepReport], None] | None = None,
-              main: Callable[[list[str]], int] | None = None, done: set[str] | None = None) -> SweepReport:
+              main: Callable[[list[str]], int] | None = None, done: set[str] | None = None,
+              threads: int | None = None) -> SweepReport:
     """Run the jobs not yet in the ledger, respecting `after`, `workers` at a time
     (or on Ray). A job whose prerequisite failed is not started.
 
@@ -122,7 +145,8 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
     end within that time; a later, shorter job may start in its place.
 
     main: the command line's entry point; with it and one worker, jobs run in
-    this process, else each in a child process."""
+    this process, else each in a child process (with `threads` CPU threads, if
+    given: `cpu_threads`)."""
     report = SweepReport()
     started = clock()
     done = set(finished(results) if done is None else done)
@@ -130,7 +154,7 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
     for job in jobs:
         (report.skipped if job.key in done else pending).append(job.key if job.key in done else job)
     by_name = {j.name: j for j in jobs}
-    submit, wait = (_ray_pool(ray_address) if ray_address else _local_pool(workers, main))
+    submit, wait = (_ray_pool(ray_address) if ray_address else _local_pool(workers, main, threads))
     running: dict[object, tuple[Job, float, float]] = {}
     while pending or running:
         left = None if stop_after is None else stop_after - (clock() - started)
@@ -161,7 +185,7 @@ def run_sweep(jobs: list[Job], results: Path, *, workers: int = 1, ray_address: 
         job, t0, expected = running.pop(handle)
         if code == 0:
             factor = estimate.factor_for(job) if hasattr(estimate, "factor_for") else None
-            mark_finished(results, job, clock() - t0, expected, factor)
+            mark_finished(results, job, clock() - t0, expected, factor, None if ray_address else threads)
             done.add(job.key)
             report.ran.append(job.key)
         else:
@@ -223,12 +247,14 @@ class Estimator:
     on random images, in the precision the jobs use), times a factor learnt from
     the jobs this ledger has seen finish (`factor_for`: their seconds over their
     estimate; 1.5 before any has: data, augmentation and evaluation on top of
-    the pure step)."""
+    the pure step). With `threads` (jobs side by side on a CPU, each with its
+    share of the cores) the probe runs on that many threads."""
 
     def __init__(self, precision: str, ledger: Path | None = None,
-                 step_seconds: Callable[[Work, str], float] | None = None):
+                 step_seconds: Callable[[Work, str], float] | None = None, threads: int | None = None):
         self.precision = precision
         self.measure = step_seconds or probe_step_seconds
+        self.threads = threads
         self.steps: dict[tuple, float] = {}
         self.ratios: list[tuple[tuple[str, str], float]] = []     # (architecture, method), in ledger order
         if ledger is not None and ledger.is_file():
@@ -262,7 +288,7 @@ class Estimator:
         work = job.work
         key = (work.dataset, work.arch, work.batch)
         if key not in self.steps:
-            self.steps[key] = self.measure(work, self.precision)
+            self.steps[key] = self.measure(work, self.precision, **({"threads": self.threads} if self.threads else {}))
         spec = DATASETS.get(work.dataset)
         train_images = {"cifar": 45000, "imagenette": 8522}[spec.family]
         steps = work.epochs * (1.0 - self.done(work)) * train_images / work.batch
@@ -292,9 +318,10 @@ class Estimator:
         return min(best / work.epochs, 1.0)
 
 
-def probe_step_seconds(work: Work, precision: str, steps: int = 3) -> float:
+def probe_step_seconds(work: Work, precision: str, steps: int = 3, threads: int | None = None) -> float:
     """Median of `steps` training steps (after one to warm up) of the full
-    architecture on random images of the dataset's size."""
+    architecture on random images of the dataset's size, on `threads` CPU
+    threads if given (torch's default otherwise)."""
     import torch
     from torch import nn
 
@@ -310,20 +337,26 @@ def probe_step_seconds(work: Work, precision: str, steps: int = 3) -> float:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     times = []
-    for _ in range(steps + 1):
-        t0 = time.perf_counter()
-        with autocast("cpu", precision):
-            loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            with autocast("cpu", precision):
+                loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def _local_pool(workers: int, main: Callable[[list[str]], int] | None):
+def _local_pool(workers: int, main: Callable[[list[str]], int] | None, threads: int | None = None):
     """One worker and `main`: jobs run in this process, one after the other.
-    Else child processes (more workers: trainings side by side, e.g. on one GPU)."""
+    Else child processes (more workers: trainings side by side, on one GPU or
+    on a CPU's cores, `threads` each)."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(max(workers, 1))
@@ -333,7 +366,7 @@ def _local_pool(workers: int, main: Callable[[list[str]], int] | None):
             future: Future = Future()
             future.set_result(run_job_here(job.argv, main))
             return future
-        return pool.submit(run_job, job.argv)
+        return pool.submit(run_job, job.argv, threads)
 
     def wait_one(handles):
         finished_, _ = wait(handles, return_when=FIRST_COMPLETED)

@@ -59,9 +59,25 @@ def test_smoke_grid_runs_end_to_end(tmp_path):
     assert len(read_results(out)) == sum(SMOKE_ROWS.values())
 
 
-def test_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path):
+def jobs_running(out: Path) -> list[str]:
+    """The command lines of the processes that write into `out` (a sweep's jobs)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(out) in line and " sweep " not in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path, workers):
+    """Killed hard, a sweep resumes where its ledger stopped; with two workers
+    its jobs are child processes, and they end with it."""
     out = tmp_path / "smoke.csv"
-    cmd = [sys.executable, "-m", "elastic", "sweep", "--grid", "smoke", "--out", str(out)]
+    cmd = [sys.executable, "-m", "elastic", "sweep", "--grid", "smoke", "--out", str(out), "--workers", workers]
     env = {**os.environ, "ELASTIC_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger = out.with_name("smoke.sweep.jsonl")
@@ -70,6 +86,10 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 30
+    while jobs_running(out) and time.time() < deadline:
+        time.sleep(0.2)
+    assert jobs_running(out) == []
     done_before = finished(out)
     assert 2 <= len(done_before) < len(smoke_jobs(out))
     rows_before = read_results(out)               # never half-written
@@ -81,6 +101,29 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert set(rows_before["run_id"]) <= set(frame["run_id"])
     lines = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert len(lines) == len({line["key"] for line in lines}) == len(smoke_jobs(out))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_jobs_process_ends_when_its_sweep_is_killed():
+    """A job's child process would otherwise train on, unseen, after its sweep
+    is killed (jobs print little before their end, so no broken pipe stops them)."""
+    code = ("import subprocess, sys, time; from elastic import sweep; "
+            "child = subprocess.Popen(['sleep', '60'], preexec_fn=sweep._end_with_the_sweep); "
+            "print(child.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+
+    def state() -> str:               # "Z": ended, not yet reaped by whoever adopted it
+        try:
+            return Path(f"/proc/{child}/stat").read_text().split()[2]
+        except OSError:
+            return "gone"
+    while state() not in ("gone", "Z") and time.time() < deadline:
+        time.sleep(0.1)
+    assert state() in ("gone", "Z"), f"the job's process is still running ({state()})"
 
 
 def test_stop_after_lets_running_jobs_finish_and_leaves_the_rest(tmp_path):
@@ -118,6 +161,35 @@ def test_ray_path_runs_the_smoke_grid(tmp_path):
         ray.shutdown()
     assert not report.failed, report.failed
     assert sorted(read_results(out)["method"]) == ["baseline", "complexity", "uniform"]
+
+
+def test_jobs_side_by_side_on_a_cpu_share_its_cores(tmp_path):
+    """Two workers on a CPU: each job is a child process with its share of the
+    threads, and its row and ledger line say so."""
+    assert sweep.cpu_threads(1, 2) is None and sweep.cpu_threads(2, 2) == 1
+    assert sweep.cpu_threads(3, 2) == 1 and sweep.cpu_threads(2, 16) == 8
+    out = tmp_path / "smoke.csv"
+    jobs = [j for j in smoke_jobs(out) if j.name.split("/")[2] in ("baseline", "uniform")]
+    report = run_sweep(jobs, out, workers=2, threads=1)
+    assert not report.failed, report.failed
+    frame = read_results(out)
+    assert sorted(frame["method"]) == ["baseline", "uniform"]
+    assert all(cpu.endswith(", 1 thread") for cpu in frame["cpu"])
+    lines = [json.loads(line) for line in sweep.ledger_path(out).read_text().splitlines()]
+    assert [line["threads"] for line in lines] == [1, 1]
+
+
+def test_the_probe_runs_on_the_threads_a_job_will_have():
+    import torch
+    from elastic.grids import Work
+    seen = []
+    before = torch.get_num_threads()
+    estimator = sweep.Estimator("fp32", step_seconds=lambda work, precision, threads=None: seen.append(threads) or 1.0,
+                                threads=1)
+    job = smoke_jobs(Path("unused.csv"))[0]
+    assert estimator(job) > 0 and seen == [1]
+    assert sweep.probe_step_seconds(Work("cifar10", "resnet20", 8, 1.0), "fp32", steps=1, threads=1) > 0
+    assert torch.get_num_threads() == before
 
 
 def test_the_ledger_runs_a_job_again_when_its_epochs_change(tmp_path):

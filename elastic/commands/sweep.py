@@ -19,7 +19,8 @@ from elastic.grids import GRID_METHODS, GRIDS, GridOptions, Job
 from elastic.models import ARCHS
 from elastic.results import load_all, results_dir
 from elastic.runs import find_baseline, shipped_checkpoint_path
-from elastic.sweep import Estimator, counted_done, dependants_next, finished, ledger_path, run_sweep as run_jobs
+from elastic.sweep import (Estimator, counted_done, cpu_threads, dependants_next, finished, ledger_path,
+                           run_sweep as run_jobs)
 from elastic.train import pick_device
 
 
@@ -34,7 +35,10 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="*", default=[], choices=GRID_METHODS,
                    help="only these methods (default: all)")
     p.add_argument("--workers", type=integer(0), default=0,
-                   help="jobs at once (default: 4 on a GPU, to keep it busy; 1 on a CPU)")
+                   help="jobs at once (default: 4 on a GPU, to keep it busy; 2 on a CPU with 2 cores or "
+                        "more). On a CPU the cores are shared out: on 2 cores, two one-thread trainings "
+                        "side by side do 1.1-1.8x the work of one two-thread training "
+                        "(benchmarks/bench_workers.py); 1 runs the jobs one at a time in this process")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the jobs on a Ray cluster: 'auto', an address, or 'local' to start one here")
     p.add_argument("--device", type=device, default=None, help="passed to every job (cpu, cuda)")
@@ -106,7 +110,7 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
         if recorded - done:
             print("todo*: finished, but its checkpoint is not on this machine and a job still to run starts from it")
         return
-    workers = args.workers or (4 if torch.cuda.is_available() else 1)
+    workers = args.workers or (4 if torch.cuda.is_available() else min(2, torch.get_num_threads()))
     bar = tqdm(total=len(jobs), initial=len([j for j in jobs if j.key in done]), desc=f"sweep {args.grid}",
                file=sys.stderr)
 
@@ -120,9 +124,11 @@ def run_sweep(args: argparse.Namespace, main: Callable[[list[str]], int]) -> Non
     stop_after = None if args.stop_after is None else args.stop_after * 60
     # On a CPU every job is estimated, with or without a deadline: the ledger records the
     # estimate beside the seconds, and the next deadline learns its factor from them.
-    estimate = Estimator(precision, ledger_path(out)) if stop_after is not None or on.type == "cpu" else None
+    threads = cpu_threads(workers, torch.get_num_threads()) if on.type == "cpu" and not args.ray else None
+    estimate = (Estimator(precision, ledger_path(out), threads=threads)
+                if stop_after is not None or on.type == "cpu" else None)
     report = run_jobs(jobs, out, workers=workers, ray_address=args.ray, stop_after=stop_after, estimate=estimate,
-                      on_event=on_event, main=main, done=done)
+                      on_event=on_event, main=main, done=done, threads=threads)
     bar.close()
     left = f", {len(report.not_started)} left for the next run" if report.not_started else ""
     for key in [k for k in report.not_started if k in report.too_long][:5]:

@@ -74,6 +74,17 @@ def untagged(run_id: str) -> str:
     return str(RunId(readable(parsed.run), parsed.kind, parsed.number))
 
 
+_ROUNDING = re.compile(r"^r(\d+)$")
+
+
+def rounding(run_id: str) -> int:
+    """The multiple a run rounded its channel counts to (an `r<N>` after the
+    dataset, architecture and method; 1 where it did not round)."""
+    options = readable(parse(run_id).run).split("/")[3:]
+    found = [int(m[1]) for part in options if (m := _ROUNDING.match(part))]
+    return found[0] if found else 1
+
+
 def on_synthetic(run_id: str) -> bool:
     """True for runs on synthetic images (their readable part ends in /synthetic)."""
     return readable(parse(run_id).run).endswith("/synthetic")

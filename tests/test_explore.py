@@ -286,6 +286,13 @@ def test_describe_and_how_made_say_how_each_number_was_made():
     assert explore.describe(row.to_dict()) == "Complexity-driven (PA/FA/MA) · FA · target 0.5 · resnet20 · 1 epoch"
     bf16 = make_rows(dict(method="baseline", precision="bf16")).iloc[0].to_dict()
     assert explore.describe(bf16) == "Baseline · resnet20 · 12 epochs · bf16"   # told apart from the fp32 one
+    rounded = make_rows(dict(mode="FA", target=0.5, precision="bf16",
+                             run_id="cifar10/resnet20/complexity/FA/t0.5/r8/scratch/e12/s0/bf16-69ffb0f4"),
+                        dict(mode="FA", target=0.5, precision="bf16",
+                             run_id="cifar10/resnet20/complexity/FA/t0.5/r1/scratch/e12/s0/bf16-69ffb0f4"))
+    assert [explore.describe(r) for r in rounded.to_dict("records")] == [   # the same command but --round-to 8
+        "Complexity-driven (PA/FA/MA) · FA · target 0.5 · widths rounded to 8 · resnet20 · 12 epochs · bf16",
+        "Complexity-driven (PA/FA/MA) · FA · target 0.5 · resnet20 · 12 epochs · bf16"]
     rows = make_rows(dict(label="short CPU schedule (12 epochs)"), dict(label="short CPU schedule (12 epochs)"),
                      dict(label="", data_source="synthetic", epochs=1, precision="bf16", cpu=""))
     table = explore.how_made(rows)

@@ -54,6 +54,18 @@ def test_a_run_id_names_its_precision_and_every_setting(tmp_path):
     assert identity.readable(run) == name
 
 
+def test_a_run_id_tells_the_multiple_its_widths_were_rounded_to():
+    pruned = dict(mode="FA", target=0.5, step=None, min_width=None, init="scratch", epochs=12, seed=0,
+                  data_source="archive")
+    elastic = dict(joint=False, epochs=4, core=2, grow=1, seed=0, levels="", importance="l2", data_source="archive")
+    tag = "bf16-69ffb0f4"
+    for multiple in (1, 8):
+        run = f"{identity.pruned_name('cifar10', 'resnet56', 'complexity', round_to=multiple, **pruned)}/{tag}"
+        grown = f"{identity.elastic_name('cifar10', 'resnet56', round_to=multiple, **elastic)}/{tag}"
+        assert identity.rounding(run) == identity.rounding(identity.level(grown, 2)) == multiple
+    assert identity.rounding("cifar10/resnet20/baseline/e12/s0/fp32-69ffb0f4") == 1
+
+
 def _resume_file(tmp_path: Path, lr: float) -> Path:
     data = load_dataset("cifar10", source="synthetic", synthetic_size=256)
     path = tmp_path / "resume.pt"

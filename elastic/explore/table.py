@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from elastic.explore.units import present
-from elastic.identity import parse
+from elastic.identity import parse, rounding
 from elastic.methods import METHODS, applies
 
 MODE_METRIC = {"PA": "params", "FA": "macs", "MA": "memory"}   # what each mode's target is a fraction of
@@ -135,8 +135,8 @@ def method_label(name: str) -> str:
 
 def describe(row: dict[str, Any]) -> str:
     """One line saying which configuration a row is: method, mode (complexity
-    rows only), target, step (block pruning) or level (elastic), architecture,
-    epochs, and the arithmetic when it is not fp32 (a bf16 run of the same
+    rows only), target, step (block pruning) or level (elastic), the multiple
+    the widths were rounded to (when above 1), architecture, epochs, and the arithmetic when it is not fp32 (a bf16 run of the same
     command is another network). The unpruned network is "Baseline" whichever
     run measured it."""
     if row.get("unpruned"):
@@ -149,6 +149,8 @@ def describe(row: dict[str, Any]) -> str:
             parts.append(f"target {row['target']:g}")
         if row.get("level"):
             parts.append(f"{stage_word(row['method'])} {row['level']}")
+        if (multiple := rounding(str(row.get("run_id", "")))) > 1:
+            parts.append(f"widths rounded to {multiple}")
     parts.append(row["arch"])
     if present(row.get("epochs")):
         parts.append(epochs_text(row["epochs"]))

@@ -251,7 +251,7 @@ class Estimator:
     share of the cores) the probe runs on that many threads."""
 
     def __init__(self, precision: str, ledger: Path | None = None,
-                 step_seconds: Callable[[Work, str], float] | None = None, threads: int | None = None):
+                 step_seconds: Callable[..., float] | None = None, threads: int | None = None):
         self.precision = precision
         self.measure = step_seconds or probe_step_seconds
         self.threads = threads
@@ -288,7 +288,7 @@ class Estimator:
         work = job.work
         key = (work.dataset, work.arch, work.batch)
         if key not in self.steps:
-            self.steps[key] = self.measure(work, self.precision, **({"threads": self.threads} if self.threads else {}))
+            self.steps[key] = self.measure(work, self.precision, threads=self.threads)
         spec = DATASETS.get(work.dataset)
         train_images = {"cifar": 45000, "imagenette": 8522}[spec.family]
         steps = work.epochs * (1.0 - self.done(work)) * train_images / work.batch

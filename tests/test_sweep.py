@@ -301,7 +301,7 @@ def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
     monkeypatch.setenv("ELASTIC_CACHE", str(tmp_path))
     run = identity.baseline_name("cifar10", "resnet20", epochs=10, seed=0, data_source="archive")
     work = Work("cifar10", "resnet20", 250, 10, run=run)
-    estimate = Estimator("fp32", step_seconds=lambda w, p: 0.1)   # 180 steps an epoch, 0.1 s a step
+    estimate = Estimator("fp32", step_seconds=lambda w, p, threads: 0.1)   # 180 steps an epoch, 0.1 s a step
     job = SimpleNamespace(work=work, key="cifar10/resnet20/baseline@0123abcd")
     assert estimate(job) == pytest.approx(60 + 10 * 180 * 0.1 * 1.5)
     folder = tmp_path / "checkpoints"
@@ -326,7 +326,7 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
     ledger.write_text("".join(json.dumps({"key": f"{name}@0123abcd", "seconds": seconds, "estimate": estimate,
                                           "factor": factor}) + "\n" for name, seconds, estimate, factor in records)
                       + "not json\n")
-    estimate = Estimator("fp32", ledger=ledger, step_seconds=lambda w, p: 0.1)
+    estimate = Estimator("fp32", ledger=ledger, step_seconds=lambda w, p, threads: 0.1)
 
     def factor(name):
         return estimate.factor_for(SimpleNamespace(key=f"{name}@ffffffff"))
@@ -336,7 +336,7 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
     assert factor("cifar10/resnet20/block") == pytest.approx(1.2)               # same method
     assert factor("cifar10/resnet56/block-l1") == pytest.approx(1.2)            # same family, not joint's 3.6
     assert factor("cifar10/resnet56/baseline") == pytest.approx(4.0)            # a new kind: the worst of all
-    assert Estimator("fp32", step_seconds=lambda w, p: 0.1).factor_for(SimpleNamespace(key="a/b/c@0")) == 1.5
+    assert Estimator("fp32", step_seconds=lambda w, p, threads: 0.1).factor_for(SimpleNamespace(key="a/b/c@0")) == 1.5
 
 
 def test_the_cpu_grid_runs_in_the_issue_order(tmp_path):

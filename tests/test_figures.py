@@ -84,6 +84,15 @@ def test_every_configuration_is_a_point_and_the_baseline_is_drawn_last(rows):
     assert set(points[points["method"] != "complexity"]["symbol"]) == {"circle"}
 
 
+def test_the_accuracy_axis_has_short_ticks_and_room_around_a_single_configuration(rows):
+    metric = explore.METRICS["macs"]
+    one = charts.tradeoff_chart(rows.head(1).assign(test_acc=76.382166), metric)
+    y = one["encoding"]["y"]
+    assert y["axis"]["format"] == ".4~g" and y["scale"]["domain"] == pytest.approx([75.882166, 76.882166])
+    spread = charts.tradeoff_chart(rows, metric)["encoding"]["y"]
+    assert "domain" not in spread["scale"]        # several points a few points apart: the data's own range
+
+
 def test_chart_without_measurements_says_so(rows):
     metric = explore.METRICS["latency_ort"]
     chart = charts.tradeoff_chart(rows.assign(**{metric.column: math.nan}), metric, budget=1.0)

@@ -57,7 +57,14 @@ def tradeoff_chart(rows: pd.DataFrame, metric: Metric, *, budget: float | None =
     log = low > 0 and high / low > 30
     x = {"field": "x", "type": "quantitative", "title": explore.axis_title(metric, unit),
          "scale": {"type": "log"} if log else {"zero": True}}
-    y = {"field": "y", "type": "quantitative", "title": "test accuracy (%)", "scale": {"zero": False}}
+    # Ticks at no more than four digits (76.38, not 76.382166); a span under a point
+    # (one configuration) gets a point's room, so the axis is not a single tick.
+    y = {"field": "y", "type": "quantitative", "title": "test accuracy (%)", "axis": {"format": ".4~g"},
+         "scale": {"zero": False}}
+    accs = acc[measured]
+    if accs.max() - accs.min() < 1.0:
+        middle = float(accs.max() + accs.min()) / 2
+        y["scale"]["domain"] = [middle - 0.5, middle + 0.5]
     tooltip = [{"field": "what", "title": "configuration"}, {"field": "label", "title": "label"},
                {"field": "accuracy", "title": "accuracy"}, {"field": "cost", "title": metric.label}]
     points, fronts = _points(rows[measured], metric, unit.scale)

@@ -136,8 +136,9 @@ def method_label(name: str) -> str:
 def describe(row: dict[str, Any]) -> str:
     """One line saying which configuration a row is: method, mode (complexity
     rows only), target, step (block pruning) or level (elastic), the multiple
-    the widths were rounded to (when above 1), architecture, epochs, and the arithmetic when it is not fp32 (a bf16 run of the same
-    command is another network). The unpruned network is "Baseline" whichever
+    the widths were rounded to (when above 1), architecture, epochs, and the
+    arithmetic when it is not fp32 (a bf16 run of the same command is another
+    network). The unpruned network is "Baseline" whichever
     run measured it."""
     if row.get("unpruned"):
         parts = [f"Baseline (the unpruned network, measured by {method_label(row['method'])})"]

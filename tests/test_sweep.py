@@ -316,7 +316,9 @@ def test_the_estimator_counts_what_a_cut_off_run_did(tmp_path, monkeypatch):
 
 def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
     """Joint training ran 3.6x its estimate on VGG-16; that must not stretch
-    the estimate of a complexity job, whose kind ran 1.3x."""
+    the estimate of a complexity job, whose kind ran 1.3x, nor of a uniform
+    thinning of VGG-16 (a thinned network trained alike), while AlexNet's
+    uniform thinning ran 4.0x."""
     from elastic.sweep import Estimator
 
     ledger = tmp_path / "r.sweep.jsonl"
@@ -332,7 +334,8 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
         return estimate.factor_for(SimpleNamespace(key=f"{name}@ffffffff"))
     assert factor("cifar10/vgg16/complexity/MA/0.3") == pytest.approx(1.3)      # same architecture and method
     assert factor("cifar10/resnet56/uniform/0.7") == pytest.approx(1.5)         # its own, not AlexNet's 4.0
-    assert factor("cifar10/vgg16/uniform/0.3") == pytest.approx(4.0)            # same method, the worst of them
+    assert factor("cifar10/vgg16/uniform/0.3") == pytest.approx(1.3)            # same architecture and family
+    assert factor("cifar10/resnet20/uniform/0.3") == pytest.approx(4.0)         # same method, the worst of them
     assert factor("cifar10/resnet20/block") == pytest.approx(1.2)               # same method
     assert factor("cifar10/resnet56/block-l1") == pytest.approx(1.2)            # same family, not joint's 3.6
     assert factor("cifar10/resnet56/baseline") == pytest.approx(4.0)            # a new kind: the worst of all

@@ -269,17 +269,17 @@ class Estimator:
 
     def factor_for(self, job: Job) -> float:
         """The worst of the last five ratios (seconds over the estimate without
-        a factor) of finished jobs of the same architecture and method, else of
-        the same architecture and family (uniform thinning and complexity pruning
-        train one thinned network alike), else of the same method, else of the
-        same family (block and its L1 proxy), else of any: a deadline is a
+        a factor) of finished jobs of the same architecture and method, else (for
+        filter pruning: uniform thinning and complexity pruning train one thinned
+        network alike) of that family on the same architecture, else of the same method, else
+        of the same family (block and its L1 proxy), else of any: a deadline is a
         promise, but one kind of job that the step model misjudges (joint training
         trains every level; thin ResNets run far below their MAC share) must not
         stretch the others."""
         arch, method = job_kind(job.key)
         family = _family(method)
         for same in (lambda kind: kind == (arch, method),
-                     lambda kind: family and kind[0] == arch and _family(kind[1]) == family,
+                     lambda kind: family == "filters" and kind[0] == arch and _family(kind[1]) == family,
                      lambda kind: kind[1] == method,
                      lambda kind: family and _family(kind[1]) == family, lambda kind: True):
             found = [ratio for kind, ratio in self.ratios if same(kind)]

@@ -324,7 +324,7 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
     ledger = tmp_path / "r.sweep.jsonl"
     records = [("cifar10/vgg16/complexity/FA/0.5", 1300, 1000, 1.0), ("cifar10/vgg16/elastic-joint", 3600, 1000, 1.0),
                ("cifar10/alexnet/uniform/0.5", 2000, 1000, 2.0), ("cifar10/resnet56/uniform/0.5", 1500, 1000, 1.0),
-               ("cifar10/resnet56/block", 1200, 1000, 1.0)]
+               ("cifar10/resnet56/block", 1200, 1000, 1.0), ("cifar10/resnet56/elastic", 1100, 1000, 1.0)]
     ledger.write_text("".join(json.dumps({"key": f"{name}@0123abcd", "seconds": seconds, "estimate": estimate,
                                           "factor": factor}) + "\n" for name, seconds, estimate, factor in records)
                       + "not json\n")
@@ -338,6 +338,7 @@ def test_the_estimator_learns_its_factor_from_jobs_of_the_same_kind(tmp_path):
     assert factor("cifar10/resnet20/uniform/0.3") == pytest.approx(4.0)         # same method, the worst of them
     assert factor("cifar10/resnet20/block") == pytest.approx(1.2)               # same method
     assert factor("cifar10/resnet56/block-l1") == pytest.approx(1.2)            # same family, not joint's 3.6
+    assert factor("cifar10/resnet56/elastic-joint") == pytest.approx(3.6)       # same method, not its elastic's 1.1
     assert factor("cifar10/resnet56/baseline") == pytest.approx(4.0)            # a new kind: the worst of all
     assert Estimator("fp32", step_seconds=lambda w, p, threads: 0.1).factor_for(SimpleNamespace(key="a/b/c@0")) == 1.5
 
